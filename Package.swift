@@ -1,0 +1,56 @@
+// swift-tools-version:6.1
+// sprof: an eBPF sampling profiler for Linux. See README.md.
+import PackageDescription
+
+let package = Package(
+    name: "sprof",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "sprof", targets: ["sprof"]),
+        .library(name: "SprofSymbols", targets: ["SprofSymbols"]),
+        .library(name: "SprofFlameGraph", targets: ["SprofFlameGraph"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C libraries found with pkg-config (Debian: libbpf-dev, libelf-dev, libdw-dev).
+        .systemLibrary(name: "CLibBPF", path: "Sources/CLibBPF", pkgConfig: "libbpf",
+                       providers: [.apt(["libbpf-dev"])]),
+        .systemLibrary(name: "CLibElf", path: "Sources/CLibElf", pkgConfig: "libelf",
+                       providers: [.apt(["libelf-dev"])]),
+        .systemLibrary(name: "CLibDW", path: "Sources/CLibDW", pkgConfig: "libdw",
+                       providers: [.apt(["libdw-dev"])]),
+        // What does not import into Swift: syscall(2) wrappers, the libbpf print
+        // callback, offsetof/sizeof, and the embedded BPF objects. The only C
+        // interop outside the system-library modules.
+        .target(name: "CSprof", dependencies: ["CLibBPF"], path: "Sources/CSprof",
+                cSettings: [.headerSearchPath("../../bpf/include")]),
+        // Value types every layer shares: typed addresses, build-ids, mappings.
+        .target(name: "SprofBase", path: "Sources/Base"),
+        // ELF files: headers, sections, notes, build-id (zero-copy over mmap).
+        .target(name: "SprofELF", dependencies: ["SprofBase"], path: "Sources/ELF"),
+        // Capture: BPF loading, ring buffer, process tracking, the raw file.
+        .target(name: "SprofCapture",
+                dependencies: ["CSprof", "CLibBPF", "SprofBase", "SprofELF",
+                               .product(name: "Logging", package: "swift-log")],
+                path: "Sources/Capture"),
+        // Symbolization; knows nothing of BPF. Usable on its own.
+        .target(name: "SprofSymbols", dependencies: ["SprofELF"], path: "symbols"),
+        // Folded stacks to SVG/HTML; knows nothing of BPF or ELF. Usable on its own.
+        .target(name: "SprofFlameGraph", path: "flamegraph"),
+        .executableTarget(name: "sprof",
+                          dependencies: ["SprofBase", "SprofCapture", "SprofSymbols", "SprofFlameGraph",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                         .product(name: "Logging", package: "swift-log")],
+                          path: "Sources/sprof"),
+        .testTarget(name: "SprofTests",
+                    dependencies: ["SprofBase", "SprofCapture", "SprofELF", "SprofSymbols", "SprofFlameGraph", "CSprof"],
+                    path: "Tests/SprofTests"),
+        .testTarget(name: "KernelTests",
+                    dependencies: ["SprofBase", "SprofCapture", "SprofELF", "CSprof", "sprof"],
+                    path: "Tests/KernelTests"),
+    ],
+    swiftLanguageModes: [.v6]
+)
