@@ -1,7 +1,11 @@
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/syscall.h>
@@ -34,10 +38,11 @@ static sprof_log_sink log_sink;
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
 {
-	char buf[1024];
+	char *buf = NULL;
 	if (!log_sink)
 		return 0;
-	int n = vsnprintf(buf, sizeof(buf), fmt, args);
+	/* the verifier log arrives as one large message: no fixed buffer */
+	int n = vasprintf(&buf, fmt, args);
 	if (n < 0)
 		return 0;
 	/* libbpf lines end with '\n'; the sink gets them without */
@@ -45,6 +50,7 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 	while (len > 0 && buf[len - 1] == '\n')
 		buf[--len] = 0;
 	log_sink(level == LIBBPF_WARN ? 0 : level == LIBBPF_INFO ? 1 : 2, buf);
+	free(buf);
 	return n;
 }
 
@@ -93,4 +99,51 @@ int sprof_prog_stats(int prog_fd, uint64_t *run_time_ns, uint64_t *run_cnt, uint
 	*run_cnt = info.run_cnt;
 	*verified_insns = info.verified_insns;
 	return 0;
+}
+
+pid_t sprof_spawn_gated(char *const argv[], int *gate_fd)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC))
+		return -errno;
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(p[0]);
+		close(p[1]);
+		return -e;
+	}
+	if (pid == 0) {
+		/* child: only async-signal-safe calls between fork and exec */
+		char c;
+		close(p[1]);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		if (read(p[0], &c, 1) != 1)
+			_exit(127); /* the profiler gave up before starting us */
+		execvp(argv[0], argv);
+		_exit(errno == ENOENT ? 127 : 126);
+	}
+	close(p[0]);
+	*gate_fd = p[1];
+	return pid;
+}
+
+int sprof_pidfd_open(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+	long fd = syscall(SYS_pidfd_open, pid, 0);
+	return fd < 0 ? -errno : (int)fd;
+#else
+	return -ENOSYS;
+#endif
+}
+
+int sprof_wait_status_code(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return -1;
 }

@@ -40,4 +40,15 @@ size_t sprof_sample_offset(enum sprof_sample_field field);
 /* Kernel BPF run-time stats of one program (kernel.bpf_stats_enabled). */
 int sprof_prog_stats(int prog_fd, uint64_t *run_time_ns, uint64_t *run_cnt, uint32_t *verified_insns);
 
+/* fork + execvp(argv) where the child first blocks reading a pipe: the
+ * profiler learns the pid, adds it to the targets, then writes one byte to
+ * *gate_fd (or closes it to abort: the child exits 127). Returns pid or -errno. */
+pid_t sprof_spawn_gated(char *const argv[], int *gate_fd);
+
+/* pidfd_open(2) (5.3+): readable once the process exits. -errno on failure. */
+int sprof_pidfd_open(pid_t pid);
+
+/* A waitpid status as a shell exit code (128 + signal when killed). */
+int sprof_wait_status_code(int status);
+
 #endif

@@ -1,0 +1,288 @@
+import CLibBPF
+import CSprof
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// libbpf's log, routed through swift-log (label "sprof.libbpf"). While an
+/// object loads, lines are also collected so a verifier rejection can quote
+/// the log's tail.
+enum LibBPFLog {
+    static let logger = Logger(label: "sprof.libbpf")
+    private static let capture = Mutex<[String]?>(nil)
+
+    static func install() {
+        sprof_set_libbpf_log { level, line in
+            guard let line else { return }
+            let text = String(cString: line)
+            LibBPFLog.capture.withLock { lines in
+                if lines != nil { lines!.append(contentsOf: text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)) }
+            }
+            switch level {
+            case 0: LibBPFLog.logger.debug("\(text)")  // warnings are turned into CaptureErrors by the caller
+            case 1: LibBPFLog.logger.debug("\(text)")
+            default: LibBPFLog.logger.trace("\(text)")
+            }
+        }
+    }
+
+    /// Runs `body` and returns the libbpf lines printed meanwhile.
+    static func collecting<T>(_ body: () -> T) -> (T, [String]) {
+        capture.withLock { $0 = [] }
+        let result = body()
+        let lines = capture.withLock { lines -> [String] in
+            defer { lines = nil }
+            return lines ?? []
+        }
+        return (result, lines)
+    }
+}
+
+/// What a verifier log means, in one line, for the messages that matter on
+/// the kernels sprof supports (kernel/bpf/verifier.c wordings).
+func diagnoseVerifierLog(_ lines: [String], errno: Int32) -> String {
+    let text = lines.joined(separator: "\n")
+    let rules: [(String, String)] = [
+        ("BPF program is too large", "the program exceeds the kernel's instruction limit; this is a sprof bug, please report it with `sprof doctor --verbose`"),
+        ("unknown func", "the program calls a BPF helper this kernel does not have; sprof should have picked a fallback: report it with `sprof doctor --verbose`"),
+        ("invalid func", "the program calls a BPF helper this kernel does not have; sprof should have picked a fallback: report it with `sprof doctor --verbose`"),
+        ("min value is negative", "a copy size could be negative as this kernel's verifier sees it; report it with `sprof doctor --verbose`"),
+        ("is not supported yet", "this kernel's verifier does not support a construct in the program"),
+        ("invalid access to map value", "a read or write could leave its buffer as this kernel's verifier sees it"),
+        ("helper call is not allowed in probe", "a helper is not allowed in this program type on this kernel"),
+        ("program of this type cannot use helper", "a helper is not allowed in this program type on this kernel"),
+        ("unknown opcode", "this kernel is older than the instructions the compiler emitted"),
+        ("Invalid argument", "the kernel rejected the program's arguments"),
+    ]
+    for (needle, meaning) in rules where text.contains(needle) { return meaning }
+    switch errno {
+    case EPERM, EACCES:
+        return "permission denied: run as root or with CAP_BPF and CAP_PERFMON; kernel lockdown (\(KernelInfo.lockdown ?? "unknown")) can also forbid it"
+    case E2BIG:
+        return "the program or a map is larger than this kernel accepts"
+    case ENOMEM:
+        return "the kernel could not allocate memory for the program or its maps (check `ulimit -l` on kernels before 5.11)"
+    default:
+        return "the kernel's verifier rejected the program; its log below says where"
+    }
+}
+
+/// The last meaningful lines of a verifier log.
+func verifierLogTail(_ lines: [String], count: Int = 12) -> [String] {
+    var body = lines
+    if let begin = lines.lastIndex(where: { $0.contains("BEGIN PROG LOAD LOG") }) {
+        let after = lines[(begin + 1)...]
+        let end = after.firstIndex(where: { $0.contains("END PROG LOAD LOG") }) ?? lines.endIndex
+        body = Array(lines[(begin + 1)..<end])
+    }
+    return Array(body.filter { !$0.trimmed(" \t").isEmpty }.suffix(count))
+}
+
+/// Which kernel-version-dependent code paths the sampling program takes.
+/// Each has a fallback that loads on older kernels; any can be forced off
+/// (environment `SPROF_FORCE_FALLBACK=perfbuf,chunked,saved-regs,task` or the
+/// hidden `record --force-fallback`) to test the fallbacks on new kernels.
+public struct CaptureVariants: Hashable, Sendable, CustomStringConvertible {
+    /// BPF ring buffer (5.8+); else the per-CPU perf buffer.
+    public var ringBuffer: Bool
+    /// bpf_find_vma (5.17+) bounds the stack copy; else page-by-page copy.
+    public var findVMA: Bool
+    /// bpf_task_pt_regs (5.15+); else the task's saved pt_regs.
+    public var taskPtRegs: Bool
+    /// bpf_get_current_task_btf (5.11+).
+    public var taskBTF: Bool
+
+    public init(ringBuffer: Bool, findVMA: Bool, taskPtRegs: Bool, taskBTF: Bool) {
+        self.ringBuffer = ringBuffer; self.findVMA = findVMA; self.taskPtRegs = taskPtRegs; self.taskBTF = taskBTF
+    }
+
+    /// The fallback names accepted by `SPROF_FORCE_FALLBACK`.
+    public static let fallbackNames = ["perfbuf", "chunked", "saved-regs", "task"]
+
+    /// What the running kernel supports, with `forcedFallbacks` switched off.
+    public static func probe(forcedFallbacks: Set<String> = []) -> CaptureVariants {
+        let ring = libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nil) == 1
+        func helper(_ id: bpf_func_id) -> Bool { libbpf_probe_bpf_helper(BPF_PROG_TYPE_PERF_EVENT, id, nil) == 1 }
+        let taskBTF = helper(BPF_FUNC_get_current_task_btf)
+        var v = CaptureVariants(
+            ringBuffer: ring,
+            findVMA: taskBTF && helper(BPF_FUNC_find_vma),
+            taskPtRegs: taskBTF && helper(BPF_FUNC_task_pt_regs),
+            taskBTF: taskBTF)
+        if forcedFallbacks.contains("perfbuf") { v.ringBuffer = false }
+        if forcedFallbacks.contains("chunked") { v.findVMA = false }
+        if forcedFallbacks.contains("saved-regs") { v.taskPtRegs = false }
+        if forcedFallbacks.contains("task") { v.taskBTF = false; v.findVMA = false; v.taskPtRegs = false }
+        return v
+    }
+
+    /// Fallbacks forced through the environment.
+    public static var environmentFallbacks: Set<String> {
+        guard let value = getenv("SPROF_FORCE_FALLBACK") else { return [] }
+        return Set(String(cString: value).split(separator: ",").map { String($0).trimmed(" ") })
+    }
+
+    public var names: [String] {
+        [ringBuffer ? "ringbuf" : "perfbuf", findVMA ? "find_vma" : "chunked",
+         taskPtRegs ? "task_pt_regs" : "saved-regs"] + (taskBTF ? [] : ["no-task-btf"])
+    }
+    public var description: String { names.joined(separator: ",") }
+}
+
+/// The sampling BPF object (bpf/sprof.bpf.c), configured and loaded.
+/// The only place that owns libbpf objects for sampling.
+public final class SamplerObject: @unchecked Sendable {
+    let object: OpaquePointer
+    public let variants: CaptureVariants
+    public let program: OpaquePointer
+    let events: OpaquePointer
+    let counters: OpaquePointer
+    let targets: OpaquePointer
+    public let userStackSize: Int
+
+    /// Number of possible CPUs (libbpf_num_possible_cpus), the width of per-CPU values.
+    public let possibleCPUs: Int
+
+    /// Opens the embedded object, writes the settings into .rodata, sizes the
+    /// maps and loads it. Throws `.verifierRejected` with the log tail on failure.
+    public init(variants: CaptureVariants, userStackSize: Int, allTasks: Bool,
+                ringBufferBytes: Int = 16 << 20) throws(CaptureError) {
+        LibBPFLog.install()
+        self.variants = variants
+        self.userStackSize = userStackSize
+        possibleCPUs = Int(libbpf_num_possible_cpus())
+        var length = 0
+        let bytes = sprof_sprof_bpf_object(&length)!
+        var opts = bpf_object_open_opts()
+        opts.sz = MemoryLayout<bpf_object_open_opts>.size
+        let (opened, openLog) = LibBPFLog.collecting { bpf_object__open_mem(bytes, length, &opts) }
+        guard let obj = opened else {
+            throw .bpfFailed(step: "opening the embedded BPF object", errno: errno,
+                             hint: verifierLogTail(openLog, count: 3).joined(separator: "; "))
+        }
+        object = obj
+        func map(_ name: String) throws(CaptureError) -> OpaquePointer {
+            guard let m = bpf_object__find_map_by_name(obj, name) else {
+                bpf_object__close(obj)
+                throw .bpfFailed(step: "finding map '\(name)' in the BPF object", errno: ENOENT, hint: "the embedded object is stale: run bpf/build.sh")
+            }
+            return m
+        }
+        events = try map("events")
+        counters = try map("counters")
+        targets = try map("targets")
+        let scratch = try map("scratch_cpu")
+        guard let prog = bpf_object__find_program_by_name(obj, "sprof_cpu_sample") else {
+            bpf_object__close(obj)
+            throw .bpfFailed(step: "finding program sprof_cpu_sample", errno: ENOENT, hint: "the embedded object is stale: run bpf/build.sh")
+        }
+        program = prog
+
+        // Settings: `cfg` is the only variable in .rodata (checked by size).
+        var rodata: OpaquePointer?
+        var m: OpaquePointer? = bpf_object__next_map(obj, nil)
+        while let cur = m {
+            if String(cString: bpf_map__name(cur)).hasSuffix(".rodata") { rodata = cur }
+            m = bpf_object__next_map(obj, cur)
+        }
+        var size = 0
+        guard let ro = rodata, bpf_map__initial_value(ro, &size) != nil,
+              size == MemoryLayout<sprof_config>.size else {
+            bpf_object__close(obj)
+            throw .bpfFailed(step: "finding the settings (.rodata) of the BPF object", errno: EINVAL, hint: "the embedded object is stale: run bpf/build.sh")
+        }
+        var cfg = sprof_config()
+        cfg.all_tasks = allTasks ? 1 : 0
+        cfg.ustack_size = UInt32(userStackSize)
+        cfg.use_ringbuf = variants.ringBuffer ? 1 : 0
+        cfg.use_find_vma = variants.findVMA ? 1 : 0
+        cfg.use_task_pt_regs = variants.taskPtRegs ? 1 : 0
+        cfg.use_task_btf = variants.taskBTF ? 1 : 0
+        cfg.thread_size = UInt32(SPROF_THREAD_SIZE_DEFAULT)
+        _ = withUnsafeBytes(of: &cfg) { bpf_map__set_initial_value(ro, $0.baseAddress, $0.count) }
+
+        bpf_map__set_max_entries(scratch, UInt32(possibleCPUs))
+        if variants.ringBuffer {
+            bpf_map__set_max_entries(events, UInt32(ringBufferBytes))
+        } else {
+            // A perf-event array: one perf ring per CPU (libbpf sizes it to the CPUs when 0).
+            bpf_map__set_type(events, BPF_MAP_TYPE_PERF_EVENT_ARRAY)
+            bpf_map__set_key_size(events, 4)
+            bpf_map__set_value_size(events, 4)
+            bpf_map__set_max_entries(events, 0)
+        }
+
+        let (rc, log) = LibBPFLog.collecting { bpf_object__load(obj) }
+        if rc != 0 {
+            let e = -rc
+            bpf_object__close(obj)
+            throw .verifierRejected(program: "sprof_cpu_sample", errno: e, logTail: verifierLogTail(log),
+                                    diagnosis: diagnoseVerifierLog(log, errno: e))
+        }
+    }
+
+    deinit { bpf_object__close(object) }
+
+    public var programFD: Int32 { bpf_program__fd(program) }
+    public var eventsFD: Int32 { bpf_map__fd(events) }
+
+    /// Instructions the verifier processed for the sampling program (5.16+; 0 before).
+    public var verifiedInstructions: Int {
+        var t: UInt64 = 0, c: UInt64 = 0, v: UInt32 = 0
+        return sprof_prog_stats(programFD, &t, &c, &v) == 0 ? Int(v) : 0
+    }
+
+    /// Cumulative run time and count of the program (needs kernel.bpf_stats_enabled=1).
+    public var runStats: (nanoseconds: UInt64, runs: UInt64) {
+        var t: UInt64 = 0, c: UInt64 = 0, v: UInt32 = 0
+        _ = sprof_prog_stats(programFD, &t, &c, &v)
+        return (t, c)
+    }
+
+    public func addTarget(pid: Int32) throws(CaptureError) {
+        var key = UInt32(bitPattern: pid)
+        var one: UInt8 = 1
+        let rc = bpf_map_update_elem(bpf_map__fd(targets), &key, &one, UInt64(BPF_ANY))
+        if rc != 0 { throw .bpfFailed(step: "adding pid \(pid) to the targets map", errno: -rc, hint: "") }
+    }
+
+    public func removeTarget(pid: Int32) {
+        var key = UInt32(bitPattern: pid)
+        _ = bpf_map_delete_elem(bpf_map__fd(targets), &key)
+    }
+
+    /// The kernel-side counters summed over CPUs (`enum sprof_counter`).
+    public func counterValues() -> KernelCounters {
+        var out = KernelCounters()
+        var values = [UInt64](repeating: 0, count: possibleCPUs)
+        for i in 0..<Int(SPROF_CNT_MAX.rawValue) {
+            var key = UInt32(i)
+            let rc = values.withUnsafeMutableBytes { bpf_map_lookup_elem(bpf_map__fd(counters), &key, $0.baseAddress) }
+            if rc == 0 { out.values[i] = values.reduce(0, &+) }
+        }
+        return out
+    }
+}
+
+/// `enum sprof_counter`, summed over CPUs.
+public struct KernelCounters: Sendable, Equatable {
+    public var values = [UInt64](repeating: 0, count: Int(SPROF_CNT_MAX.rawValue))
+    public init() {}
+    public var runs: UInt64 { values[Int(SPROF_CNT_RUNS.rawValue)] }
+    public var emitted: UInt64 { values[Int(SPROF_CNT_EMITTED.rawValue)] }
+    /// Records the ring/perf buffer had no room for.
+    public var lost: UInt64 { values[Int(SPROF_CNT_LOST.rawValue)] }
+    public var filtered: UInt64 { values[Int(SPROF_CNT_FILTERED.rawValue)] }
+    public var userStackFaults: UInt64 { values[Int(SPROF_CNT_USTACK_FAULT.rawValue)] }
+    public var kernelStackErrors: UInt64 { values[Int(SPROF_CNT_KSTACK_ERR.rawValue)] }
+    public var noScratch: UInt64 { values[Int(SPROF_CNT_NO_SCRATCH.rawValue)] }
+    public var noUserRegisters: UInt64 { values[Int(SPROF_CNT_NO_USER_REGS.rawValue)] }
+
+    public var dictionary: [String: UInt64] {
+        ["runs": runs, "emitted": emitted, "lost": lost, "filtered": filtered,
+         "ustack_faults": userStackFaults, "kstack_errors": kernelStackErrors,
+         "no_scratch": noScratch, "no_user_regs": noUserRegisters]
+    }
+}

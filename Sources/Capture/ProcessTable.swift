@@ -1,0 +1,483 @@
+import SprofBase
+import SprofELF
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the table knows about a process's liveness.
+public enum ProcessState: Equatable, Sendable {
+    /// The last read of its mappings succeeded.
+    case running
+    /// It has exited (its `/proc` entry is gone, or its address space is
+    /// empty: a zombie). The last mappings read are kept, so samples taken
+    /// before the exit can still be unwound; the table stops re-reading it.
+    case exited
+    /// Its mappings could not be read (e.g. permission denied); the error
+    /// says why and what to do.
+    case unreadable(ProcMapsError)
+}
+
+/// Counters a recording can show; every refresh, skip and failure is counted.
+public struct ProcessTableStatistics: Equatable, Sendable {
+    /// Reads of a `/proc/PID/maps`.
+    public var refreshes: UInt64 = 0
+    /// Addresses outside every mapping that did not cause a refresh because
+    /// one had just happened (rate limit) or was under way.
+    public var rateLimitedMisses: UInt64 = 0
+    /// `stat(/proc/PID/exe)` calls, and how many of them found a new executable.
+    public var execChecks: UInt64 = 0
+    public var execsDetected: UInt64 = 0
+    /// ELF files opened to read a build-id, and lookups the cache answered.
+    public var buildIDFileReads: UInt64 = 0
+    public var buildIDCacheHits: UInt64 = 0
+    /// Executable file mappings whose file could not be opened at all.
+    public var buildIDOpenFailures: UInt64 = 0
+    public init() {}
+}
+
+/// The mappings of the processes being profiled, kept current cheaply enough
+/// to be consulted for every sample.
+///
+/// - Lookups (`mapping(containing:pid:)`) are a dictionary probe and a binary
+///   search over the pid's mappings, sorted by start address, under a lock
+///   held for nothing else.
+/// - A refresh re-reads `/proc/PID/maps`. It happens when an address falls
+///   outside every known mapping (a library `dlopen`ed since the last read),
+///   at most once per `minimumRefreshInterval` per pid, so a stream of
+///   garbage addresses cannot cause a storm of reads; and after an `exec`.
+/// - `exec` is detected by `stat("/proc/PID/exe")`: the link resolves to the
+///   running executable, so a changed (`st_dev`, `st_ino`) means a new
+///   program. That is one syscall with no text to parse, against reading and
+///   parsing the whole maps file (hundreds of lines for a large process) to
+///   compare its first entry, and it is done at most once per
+///   `execCheckInterval` per pid, and only when an address *hit* a known
+///   mapping (a miss refreshes anyway). An exec of the same file is not seen
+///   by it, but its new layout (ASLR) makes addresses miss, which refreshes.
+///   An exec event from the kernel, when there is one, can be passed in with
+///   ``noteExec(pid:)``.
+/// - Every change of a pid's mappings gives it a new `generation`, drawn from
+///   one counter for the whole table: strictly increasing for a pid, never
+///   reused even after ``forget(pid:)``, and 0 only for a pid never read.
+/// - Build-ids are read for executable file mappings, from the file as the
+///   process sees it (`/proc/PID/root/PATH`, so containers work) or, when
+///   that path is deleted or names another inode, through
+///   `/proc/PID/map_files/START-END` (needs CAP_SYS_ADMIN or
+///   CAP_CHECKPOINT_RESTORE). Results are cached by (device, inode): a
+///   library mapped by a hundred processes is read once. Every mapping of a
+///   file whose build-id is known gets it, executable or not.
+///
+/// Nothing here throws: a process that cannot be read, or has exited, is
+/// reported by ``state(of:)`` and keeps its last mappings. File and `/proc`
+/// I/O happens outside the lock.
+public final class ProcessTable: @unchecked Sendable {
+    // @unchecked: all mutable state is inside the two Mutexes.
+
+    public let minimumRefreshInterval: Duration
+    public let execCheckInterval: Duration
+    public let readsBuildIDs: Bool
+
+    private let minimumRefreshNanoseconds: UInt64
+    private let execCheckNanoseconds: UInt64
+    private let table = Mutex(Table())
+    private let buildIDs = Mutex(BuildIDCache())
+
+    /// - Parameters:
+    ///   - minimumRefreshInterval: the least time between two re-reads of one
+    ///     pid's maps caused by misses. 50 ms: a `dlopen` is picked up within
+    ///     a few samples at 99 Hz, while an unwinder fed garbage addresses
+    ///     costs at most 20 reads a second per process.
+    ///   - execCheckInterval: the least time between two `exec` checks of one
+    ///     pid. 200 ms: 5 `stat` calls a second per profiled process (a few
+    ///     microseconds each), and samples of a freshly exec'd program that
+    ///     happen to land in the old program's mappings stop within 200 ms.
+    ///   - readBuildIDs: read build-ids of executable file mappings.
+    public init(minimumRefreshInterval: Duration = .milliseconds(50),
+                execCheckInterval: Duration = .milliseconds(200),
+                readBuildIDs: Bool = true) {
+        self.minimumRefreshInterval = minimumRefreshInterval
+        self.execCheckInterval = execCheckInterval
+        self.readsBuildIDs = readBuildIDs
+        minimumRefreshNanoseconds = minimumRefreshInterval.nanoseconds
+        execCheckNanoseconds = execCheckInterval.nanoseconds
+    }
+
+    // MARK: - Queries (no I/O)
+
+    /// The pid's mappings sorted by start address; empty for an unknown pid.
+    public func mappings(of pid: Int32) -> [Mapping] {
+        table.withLock { $0.entries[pid]?.mappings ?? [] }
+    }
+
+    /// The mapping holding `address` in `pid`, from what is known now.
+    public func mapping(containing address: ProcessAddress, pid: Int32) -> Mapping? {
+        table.withLock { t in
+            guard let e = t.entries[pid], let i = e.index(containing: address) else { return nil }
+            return e.mappings[i]
+        }
+    }
+
+    /// Changes whenever the pid's mappings change; 0 for a pid never read.
+    public func generation(of pid: Int32) -> UInt64 {
+        table.withLock { $0.entries[pid]?.generation ?? 0 }
+    }
+
+    /// Nil for a pid the table does not know.
+    public func state(of pid: Int32) -> ProcessState? {
+        table.withLock { $0.entries[pid]?.state }
+    }
+
+    /// The pids being tracked, ascending.
+    public var trackedPIDs: [Int32] {
+        table.withLock { $0.entries.keys.sorted() }
+    }
+
+    public var statistics: ProcessTableStatistics {
+        let (t, b) = (table.withLock { $0.statistics }, buildIDs.withLock { $0.statistics })
+        var s = t
+        s.buildIDFileReads = b.buildIDFileReads
+        s.buildIDCacheHits = b.buildIDCacheHits
+        s.buildIDOpenFailures = b.buildIDOpenFailures
+        return s
+    }
+
+    // MARK: - Updates
+
+    /// Reads the pid's mappings now (adding the pid if it is new), whatever
+    /// the rate limit says. Returns the resulting state.
+    @discardableResult
+    public func refresh(pid: Int32) -> ProcessState {
+        let began = table.withLock { t in
+            var e = t.entries[pid] ?? Entry()
+            let fresh = !e.refreshing
+            e.refreshing = true
+            e.lastRefresh = monotonicNow()
+            t.entries[pid] = e
+            return fresh
+        }
+        // A refresh already under way on another thread reads what this one would.
+        if began { install(load(pid: pid), pid: pid) }
+        return state(of: pid) ?? .exited
+    }
+
+    /// Records that a sample of `pid` had `address` (its `ip`), and returns
+    /// whether `address` lies in a known mapping. An unknown pid is read
+    /// first. An address outside every mapping triggers a refresh, unless
+    /// one happened less than `minimumRefreshInterval` ago or the process has
+    /// exited; an address inside one triggers, every `execCheckInterval`, the
+    /// exec check. Never throws; failures end up in ``state(of:)``.
+    @discardableResult
+    public func noteAddress(_ address: ProcessAddress, pid: Int32) -> Bool {
+        let now = monotonicNow()
+        let action: Action = table.withLock { t in
+            guard var e = t.entries[pid] else {
+                var e = Entry()
+                e.refreshing = true
+                e.lastRefresh = now
+                t.entries[pid] = e
+                return .refresh
+            }
+            let hit = e.index(containing: address) != nil
+            if e.refreshing || e.state == .exited { return hit ? .hit : .miss }
+            if e.execReported {
+                e.execReported = false
+                e.refreshing = true
+                e.lastRefresh = now
+                t.entries[pid] = e
+                return .refresh
+            }
+            if hit {
+                guard now &- e.lastExecCheck >= execCheckNanoseconds else { return .hit }
+                e.lastExecCheck = now
+                t.entries[pid] = e
+                return .checkExec(e.executable)
+            }
+            guard now &- e.lastRefresh >= minimumRefreshNanoseconds else {
+                t.statistics.rateLimitedMisses += 1
+                return .miss
+            }
+            e.refreshing = true
+            e.lastRefresh = now
+            t.entries[pid] = e
+            return .refresh
+        }
+        switch action {
+        case .hit: return true
+        case .miss: return false
+        case .refresh:
+            install(load(pid: pid), pid: pid)
+        case .checkExec(let known):
+            let now = ProcSyscalls.statIdentity("/proc/\(pid)/exe")
+            let execed: Bool = table.withLock { t in
+                t.statistics.execChecks += 1
+                guard case .success(let id) = now else {
+                    // No executable: the process has exited (a zombie, or
+                    // reaped). Its mappings stay for samples still queued.
+                    if case .failure(let e) = now, e == ENOENT || e == ESRCH { t.entries[pid]?.state = .exited }
+                    return false
+                }
+                guard let known, known != id, var e = t.entries[pid], !e.refreshing else { return false }
+                t.statistics.execsDetected += 1
+                e.refreshing = true
+                e.lastRefresh = monotonicNow()
+                t.entries[pid] = e
+                return true
+            }
+            if !execed { return true }
+            install(load(pid: pid), pid: pid)
+        }
+        return table.withLock { $0.entries[pid]?.index(containing: address) != nil }
+    }
+
+    /// Tells the table that `pid` called `exec` (e.g. from a
+    /// `sched_process_exec` event): its mappings are re-read at its next
+    /// ``noteAddress(_:pid:)``, whatever the rate limit says.
+    public func noteExec(pid: Int32) {
+        table.withLock { t in
+            guard var e = t.entries[pid] else { return }
+            e.execReported = true
+            if e.state == .exited { e.state = .running }
+            t.entries[pid] = e
+        }
+    }
+
+    /// The process record the recorder writes before a pid's first sample:
+    /// `comm` from the sample, the executable from `/proc/PID/exe` (empty if
+    /// unreadable), and whether the process is known to have exited.
+    public func processInfo(pid: Int32, comm: String) -> RawProcess {
+        let exe = ProcSyscalls.readLink("/proc/\(pid)/exe")
+        let gone: Bool
+        switch exe {
+        case .success: gone = state(of: pid) == .exited
+        case .failure(let e): gone = e == ENOENT || e == ESRCH || state(of: pid) == .exited
+        }
+        if case .success(let path) = exe { return RawProcess(pid: pid, command: comm, executablePath: path, exited: gone) }
+        return RawProcess(pid: pid, command: comm, executablePath: "", exited: gone)
+    }
+
+    /// Drops everything known about `pid` (it exited and its samples are
+    /// written). Build-ids stay cached; they belong to files, not processes.
+    public func forget(pid: Int32) {
+        _ = table.withLock { $0.entries.removeValue(forKey: pid) }
+    }
+
+    // MARK: - Internals
+
+    private enum Action {
+        case hit, miss, refresh
+        case checkExec(FileIdentity?)
+    }
+
+    private enum LoadResult {
+        case mappings([Mapping], executable: FileIdentity?)
+        case exited
+        case failed(ProcMapsError)
+    }
+
+    private struct Entry {
+        /// Sorted by start, non-overlapping (as the kernel lists them).
+        var mappings: [Mapping] = []
+        var generation: UInt64 = 0
+        var state: ProcessState = .running
+        /// `stat(/proc/PID/exe)` when the mappings were read.
+        var executable: FileIdentity?
+        /// CLOCK_MONOTONIC nanoseconds.
+        var lastRefresh: UInt64 = 0
+        var lastExecCheck: UInt64 = 0
+        /// ``noteExec(pid:)`` was called: refresh at the next note.
+        var execReported = false
+        /// A thread is reading this pid's maps; others do not start another.
+        var refreshing = false
+
+        /// Binary search for the last mapping starting at or below `address`.
+        func index(containing address: ProcessAddress) -> Int? {
+            var lo = 0, hi = mappings.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if mappings[mid].start <= address { lo = mid + 1 } else { hi = mid }
+            }
+            guard lo > 0, mappings[lo - 1].contains(address) else { return nil }
+            return lo - 1
+        }
+    }
+
+    private struct Table {
+        var entries: [Int32: Entry] = [:]
+        var nextGeneration: UInt64 = 0
+        var statistics = ProcessTableStatistics()
+    }
+
+    /// Reads maps (and build-ids) with no lock held.
+    private func load(pid: Int32) -> LoadResult {
+        var executable: FileIdentity?
+        if case .success(let id) = ProcSyscalls.statIdentity("/proc/\(pid)/exe") { executable = id }
+        var maps: [Mapping]
+        do {
+            maps = try ProcMaps.read(pid: pid)
+        } catch {
+            if case .processNotFound = error { return .exited }
+            return .failed(error)
+        }
+        // A zombie (or a process between exit_mm and reaping) has no address space.
+        if maps.isEmpty { return .exited }
+        // The kernel lists mappings in address order; make sure, the lookups rely on it.
+        if zip(maps, maps.dropFirst()).contains(where: { $0.start > $1.start }) { maps.sort { $0.start < $1.start } }
+        if readsBuildIDs { fillBuildIDs(&maps, pid: pid) }
+        return .mappings(maps, executable: executable)
+    }
+
+    private func install(_ result: LoadResult, pid: Int32) {
+        table.withLock { t in
+            t.statistics.refreshes += 1
+            // Forgotten while we read: do not bring it back.
+            guard var e = t.entries[pid] else { return }
+            e.refreshing = false
+            switch result {
+            case .mappings(let maps, let executable):
+                if maps != e.mappings || e.generation == 0 {
+                    t.nextGeneration += 1
+                    e.generation = t.nextGeneration
+                    e.mappings = maps
+                }
+                e.executable = executable
+                e.state = .running
+                e.lastExecCheck = monotonicNow()
+            case .exited:
+                e.state = .exited
+            case .failed(let error):
+                e.state = .unreadable(error)
+            }
+            t.entries[pid] = e
+        }
+    }
+
+    // MARK: - Build-ids
+
+    /// Identifies a file across processes: the (device, inode) the maps line shows.
+    private struct FileKey: Hashable {
+        var major: UInt32, minor: UInt32, inode: UInt64
+        init(_ m: Mapping) { major = m.deviceMajor; minor = m.deviceMinor; inode = m.inode }
+    }
+
+    private struct BuildIDCache {
+        /// nil value: the file was read and has no build-id (or is not ELF).
+        var byFile: [FileKey: BuildID?] = [:]
+        var statistics = ProcessTableStatistics()
+    }
+
+    private func fillBuildIDs(_ maps: inout [Mapping], pid: Int32) {
+        var resolved: [FileKey: BuildID?] = [:]
+        for m in maps where m.isFile && m.isExecutable {
+            let key = FileKey(m)
+            if resolved[key] != nil { continue }
+            let cached: BuildID?? = buildIDs.withLock { c in
+                guard let v = c.byFile[key] else { return nil }
+                c.statistics.buildIDCacheHits += 1
+                return .some(v)
+            }
+            if let cached { resolved[key] = .some(cached); continue }
+            // Not cached: read with no lock held. Two threads may read the
+            // same file at once; both get the same answer.
+            guard let read = readBuildID(of: m, pid: pid) else { continue }
+            resolved[key] = .some(read)
+            buildIDs.withLock { $0.byFile[key] = .some(read) }
+        }
+        guard !resolved.isEmpty else { return }
+        for i in maps.indices where maps[i].isFile {
+            if case .some(.some(let id)) = resolved[FileKey(maps[i])] { maps[i].buildID = id }
+        }
+    }
+
+    /// The build-id of the file behind `m`: `.some(nil)` if the file was read
+    /// and has none, nil if no candidate path could be opened (not cached, so
+    /// the next refresh tries again).
+    private func readBuildID(of m: Mapping, pid: Int32) -> BuildID?? {
+        var candidates: [String] = []
+        // /proc/PID/root is the process's root directory: the path as the
+        // process sees it resolves there even inside a container.
+        if !m.isDeletedFile && m.path.hasPrefix("/") { candidates.append("/proc/\(pid)/root" + m.path) }
+        // The kernel names map_files entries "%lx-%lx" (fs/proc/base.c,
+        // proc_map_files_readdir): lowercase hex, no 0x, no padding.
+        candidates.append("/proc/\(pid)/map_files/" + String(m.start.rawValue, radix: 16) + "-"
+                          + String(m.end.rawValue, radix: 16))
+        for path in candidates {
+            guard let fd = try? FileSyscalls.open(path, O_RDONLY | O_CLOEXEC) else { continue }
+            defer { try? FileSyscalls.close(fd) }
+            // The path may now name another file (replaced, or another mount):
+            // only the inode the process mapped will do.
+            guard case .success(let id) = ProcSyscalls.fstatIdentity(fd), id.inode == m.inode else { continue }
+            buildIDs.withLock { $0.statistics.buildIDFileReads += 1 }
+            do {
+                return .some(try ELFFile(fileDescriptor: fd, path: path).buildID())
+            } catch {
+                // The mapped file itself is not a readable ELF file: it has no build-id.
+                return .some(nil)
+            }
+        }
+        buildIDs.withLock { $0.statistics.buildIDOpenFailures += 1 }
+        return nil
+    }
+}
+
+// MARK: - System calls of this file
+
+/// (`st_dev`, `st_ino`) of a file.
+struct FileIdentity: Hashable, Sendable {
+    var device: UInt64
+    var inode: UInt64
+}
+
+/// A readlink result: the target, or the errno.
+enum LinkResult: Equatable {
+    case success(String)
+    case failure(Int32)
+}
+
+/// A stat result: the identity, or the errno.
+enum StatResult: Equatable {
+    case success(FileIdentity)
+    case failure(Int32)
+}
+
+/// The C calls ProcessTable needs beyond ``FileSyscalls``; they belong there
+/// (AtomicFile.swift has another owner).
+enum ProcSyscalls {
+    /// stat(2), following symlinks: what `/proc/PID/exe` points to.
+    static func statIdentity(_ path: String) -> StatResult {
+        var st = stat()
+        while stat(path, &st) != 0 {
+            if errno != EINTR { return .failure(errno) }
+        }
+        return .success(FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)))
+    }
+
+    /// readlink(2), for the `/proc/PID/exe` and `/proc/PID/map_files` links.
+    static func readLink(_ path: String) -> LinkResult {
+        // PATH_MAX (4096, include/uapi/linux/limits.h) bounds what the kernel returns.
+        var buf = [CChar](repeating: 0, count: 4097)
+        let n = readlink(path, &buf, 4096)
+        guard n >= 0 else { return .failure(errno) }
+        return .success(String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    }
+
+    static func fstatIdentity(_ fd: Int32) -> StatResult {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return .failure(errno) }
+        return .success(FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)))
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (the clock of `bpf_ktime_get_ns`).
+private func monotonicNow() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+extension Duration {
+    fileprivate var nanoseconds: UInt64 {
+        let (s, atto) = components
+        guard s >= 0 else { return 0 }
+        return UInt64(s) &* 1_000_000_000 &+ UInt64(atto / 1_000_000_000)
+    }
+}

@@ -1,0 +1,210 @@
+import SprofBase
+
+/// Writes a raw recording (docs/raw-format.md) as a stream, through an
+/// ``AtomicFile``: the destination appears only when ``finish(stats:)``
+/// succeeds, complete, and a failed or abandoned recording leaves it as it was.
+///
+/// Order: ``writeMetadata(_:)`` first, exactly once; then processes, mapping
+/// snapshots and samples in any interleaving (a sample is read with the
+/// latest snapshot of its tgid written before it); ``finish(stats:)`` last.
+///
+/// `@unchecked Sendable`: one thread at a time uses it (the recorder's
+/// writer thread, then the main thread for `finish` after joining it);
+/// ownership moves, it is never shared.
+public final class RawFileWriter: @unchecked Sendable {
+    private let file: AtomicFile
+    private var wroteMetadata = false
+    /// Scratch for the small, rare records; samples are encoded straight
+    /// into the file's buffer instead.
+    private var scratch = RawEncoder()
+
+    /// The destination path.
+    public var path: String { file.destination }
+    /// Sample records written so far.
+    public private(set) var samplesWritten: UInt64 = 0
+    /// Bytes written so far (header and all records, buffered or not).
+    public var bytesWritten: UInt64 { file.bytesWritten }
+
+    /// Creates the temporary file next to `path`. Fails here, before anything
+    /// is recorded, if the directory is missing or not writable.
+    public init(path: String, bufferCapacity: Int = AtomicFile.defaultBufferCapacity) throws(CaptureFileError) {
+        file = try AtomicFile(destination: path, bufferCapacity: bufferCapacity)
+    }
+
+    /// Writes the file header and the metadata record. Must be the first
+    /// call, and made once.
+    public func writeMetadata(_ m: RawMetadata) throws(CaptureFileError) {
+        precondition(!wroteMetadata, "RawFileWriter.writeMetadata called twice")
+        wroteMetadata = true
+        var h = RawEncoder()
+        h.bytes.append(contentsOf: RawHeader.magic)
+        h.u16(RawFormatVersion.current.major)
+        h.u16(RawFormatVersion.current.minor)
+        h.u32(UInt32(RawHeader.size))
+        var writer = Array(m.sprofVersion.utf8.prefix(RawHeader.writerLength))
+        writer += [UInt8](repeating: 0, count: RawHeader.writerLength - writer.count)
+        h.bytes.append(contentsOf: writer)
+        assert(h.bytes.count == RawHeader.size)
+        try file.write(h.bytes)
+
+        try record(.metadata) { e in
+            e.u64(m.wallClockStartNanoseconds)
+            e.u64(m.monotonicStartNanoseconds)
+            e.u32(m.frequency)
+            e.u32(m.userStackSize)
+            e.string(m.sprofVersion)
+            e.string(m.kernelRelease)
+            e.string(m.hostname)
+            e.string(m.target)
+            e.u32(UInt32(m.variants.count))
+            for v in m.variants { e.string(v) }
+            e.u32(UInt32(m.extra.count))
+            for (k, v) in m.extra.sorted(by: { $0.key < $1.key }) { e.string(k); e.string(v) }
+        }
+    }
+
+    public func writeProcess(_ p: RawProcess) throws(CaptureFileError) {
+        try record(.process) { e in
+            e.i32(p.pid)
+            e.u32((p.exited ? 1 : 0) | (p.exitTimeNanoseconds != nil ? 2 : 0))
+            e.u64(p.exitTimeNanoseconds ?? 0)
+            e.string(p.command)
+            e.string(p.executablePath)
+        }
+    }
+
+    /// A snapshot of `pid`'s mappings. Samples of `pid` written after it (and
+    /// before the next snapshot of `pid`) are unwound with it.
+    public func writeMappings(pid: Int32, generation: UInt64, mappings: [Mapping]) throws(CaptureFileError) {
+        try record(.mappings) { e in
+            e.i32(pid)
+            e.u32(UInt32(mappings.count))
+            e.u64(generation)
+            for m in mappings {
+                e.u64(m.start.rawValue)
+                e.u64(m.end.rawValue)
+                e.u64(m.fileOffset.rawValue)
+                e.u32(m.deviceMajor)
+                e.u32(m.deviceMinor)
+                e.u64(m.inode)
+                e.u8(m.permissions.rawValue)
+                // A build-id is a hash (20 bytes for SHA-1, 16 for MD5 and
+                // xxhash); 255 bytes is far beyond any in use.
+                let id = m.buildID?.bytes.prefix(255) ?? []
+                e.u8(UInt8(id.count))
+                e.bytes.append(contentsOf: id)
+                e.string(m.path)
+            }
+        }
+    }
+
+    /// Appends one sample record. Allocation-free: the record is encoded in
+    /// place in the file's write buffer, and the stack bytes copied once,
+    /// from the sample to that buffer (the writer thread sees every sample;
+    /// an allocation here would be one per sample, thousands per second).
+    public func writeSample(_ s: RawSample) throws(CaptureFileError) {
+        precondition(wroteMetadata, "RawFileWriter: writeMetadata must come first")
+        precondition(s.kernelFrameCount >= 0 && s.kernelFrameCount <= Int(UInt16.max)
+                     && s.stackBytes.count >= s.kernelFrameCount * 8, "RawSample with inconsistent kernel frame count")
+        let stackCount = s.stackBytes.count
+        let userCount = stackCount - s.kernelFrameCount * 8
+        let payload = RawSampleLayout.payloadSize(kernelFrames: s.kernelFrameCount, userStack: userCount)
+        try file.withWriteSpace(RawFrame.size + payload) { out in
+            let p = out.baseAddress!
+            p.storeBytes(of: RawRecordType.sample.rawValue.littleEndian, toByteOffset: 0, as: UInt32.self)
+            p.storeBytes(of: UInt32(payload).littleEndian, toByteOffset: 4, as: UInt32.self)
+            let r = p + RawFrame.size
+            typealias L = RawSampleLayout
+            r.storeBytes(of: s.kind.rawValue.littleEndian, toByteOffset: L.kind, as: UInt16.self)
+            r.storeBytes(of: UInt16(s.kernelFrameCount).littleEndian, toByteOffset: L.kernelFrameCount, as: UInt16.self)
+            r.storeBytes(of: s.flags.rawValue.littleEndian, toByteOffset: L.flags, as: UInt32.self)
+            r.storeBytes(of: s.tgid.littleEndian, toByteOffset: L.tgid, as: Int32.self)
+            r.storeBytes(of: s.tid.littleEndian, toByteOffset: L.tid, as: Int32.self)
+            r.storeBytes(of: s.timeNanoseconds.littleEndian, toByteOffset: L.timeNs, as: UInt64.self)
+            r.storeBytes(of: s.cpu.littleEndian, toByteOffset: L.cpu, as: UInt32.self)
+            r.storeBytes(of: s.userStackRequested.littleEndian, toByteOffset: L.userStackRequested, as: UInt32.self)
+            r.storeBytes(of: s.ip.rawValue.littleEndian, toByteOffset: L.ip, as: UInt64.self)
+            r.storeBytes(of: s.sp.rawValue.littleEndian, toByteOffset: L.sp, as: UInt64.self)
+            r.storeBytes(of: s.bp.rawValue.littleEndian, toByteOffset: L.bp, as: UInt64.self)
+            r.storeBytes(of: s.weight.littleEndian, toByteOffset: L.weight, as: UInt64.self)
+            r.storeBytes(of: (s.stackEnd?.rawValue ?? 0).littleEndian, toByteOffset: L.stackEnd, as: UInt64.self)
+            r.storeBytes(of: UInt32(userCount).littleEndian, toByteOffset: L.userStackLength, as: UInt32.self)
+            r.storeBytes(of: s.comm.low.littleEndian, toByteOffset: L.comm, as: UInt64.self)
+            r.storeBytes(of: s.comm.high.littleEndian, toByteOffset: L.comm + 8, as: UInt64.self)
+            // Kernel frames are already little-endian u64s in `stackBytes`
+            // (RawSample's layout), followed by the user stack: one copy.
+            if stackCount > 0 {
+                s.stackBytes.withUnsafeBytes { (r + L.fixedSize).copyMemory(from: $0.baseAddress!, byteCount: stackCount) }
+            }
+        }
+        samplesWritten += 1
+    }
+
+    /// Writes a record of any type. Readers that do not know `type` skip it;
+    /// this is how a new record type is tried before it gets a number in
+    /// ``RawRecordType``.
+    public func writeRecord(type: RawRecordType, payload: [UInt8]) throws(CaptureFileError) {
+        precondition(wroteMetadata, "RawFileWriter: writeMetadata must come first")
+        var e = RawEncoder()
+        e.u32(type.rawValue)
+        e.u32(UInt32(payload.count))
+        e.bytes.append(contentsOf: payload)
+        try file.write(e.bytes)
+    }
+
+    /// Writes the stats record (with ``samplesWritten`` as counted here: the
+    /// writer is the authority on what is in the file) and commits: the
+    /// destination now holds the recording. Returns the file's size.
+    @discardableResult
+    public func finish(stats: RawStats) throws(CaptureFileError) -> UInt64 {
+        precondition(wroteMetadata, "RawFileWriter: writeMetadata must come first")
+        try record(.stats) { e in
+            e.u64(samplesWritten)
+            e.u64(stats.samplesLost)
+            e.u64(stats.durationNanoseconds)
+            e.string(stats.endReason)
+            e.u32(UInt32(stats.counters.count))
+            for (k, v) in stats.counters.sorted(by: { $0.key < $1.key }) { e.string(k); e.u64(v) }
+        }
+        try file.commit()
+        return file.bytesWritten
+    }
+
+    /// Drops the recording: removes the temporary file, leaves the
+    /// destination untouched. Also what happens when the writer is released
+    /// without ``finish(stats:)``.
+    public func abandon() { file.abandon() }
+
+    /// Frames and writes one record encoded by `body` into the reused scratch
+    /// encoder.
+    private func record(_ type: RawRecordType, _ body: (inout RawEncoder) -> Void) throws(CaptureFileError) {
+        precondition(wroteMetadata, "RawFileWriter: writeMetadata must come first")
+        scratch.bytes.removeAll(keepingCapacity: true)
+        scratch.u32(type.rawValue)
+        scratch.u32(0)
+        body(&scratch)
+        let length = scratch.bytes.count - RawFrame.size
+        precondition(length <= Int(UInt32.max), "\(type) record larger than 4 GiB")
+        withUnsafeBytes(of: UInt32(length).littleEndian) { l in
+            for i in 0..<4 { scratch.bytes[4 + i] = l[i] }
+        }
+        try file.write(scratch.bytes)
+    }
+}
+
+/// Little-endian encoding into a byte array, for the records that are not
+/// samples (rare: one per process, snapshot, file).
+struct RawEncoder {
+    var bytes: [UInt8] = []
+    mutating func u8(_ v: UInt8) { bytes.append(v) }
+    mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func i32(_ v: Int32) { u32(UInt32(bitPattern: v)) }
+    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    /// u32 byte count, then the UTF-8 bytes (no NUL).
+    mutating func string(_ s: String) {
+        let n = s.utf8.count
+        u32(UInt32(n))
+        bytes.append(contentsOf: s.utf8)
+    }
+}

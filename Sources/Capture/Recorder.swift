@@ -1,0 +1,295 @@
+import CSprof
+import Foundation
+import SprofBase
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `sprof record` profiles.
+public enum RecordTarget: Sendable, Equatable {
+    case pids([Int32])
+    case all
+    /// Start this command (argv) and profile it until it exits.
+    case command([String])
+
+    var description: String {
+        switch self {
+        case .pids(let p): return "pids " + p.map(String.init).joined(separator: ",")
+        case .all: return "all"
+        case .command(let argv): return "command " + argv.joined(separator: " ")
+        }
+    }
+}
+
+public struct RecordSettings: Sendable {
+    public var target: RecordTarget
+    public var frequency: Int = 999
+    /// Seconds; nil = until Ctrl-C or the target exits.
+    public var duration: Double?
+    public var output: String
+    public var userStackSize: Int = Int(SPROF_USTACK_DEFAULT)
+    public var forcedFallbacks: Set<String> = []
+    public var ringBufferBytes: Int = 16 << 20
+    /// Bytes of samples the reader may queue ahead of the writer.
+    public var queueBytes: Int = 64 << 20
+    /// Print a live status line on stderr (only when stderr is a terminal).
+    public var statusLine: Bool = false
+
+    public init(target: RecordTarget, output: String) {
+        self.target = target
+        self.output = output
+    }
+}
+
+/// Why a recording ended.
+public enum StopReason: String, Sendable {
+    case duration = "duration elapsed"
+    case signal = "interrupted"
+    case targetExited = "target exited"
+}
+
+public struct RecordSummary: Sendable {
+    public var samples: UInt64
+    /// Ring/perf buffer full in the kernel, plus queue overflow in user space.
+    public var lost: UInt64
+    public var durationSeconds: Double
+    public var bytesWritten: UInt64
+    public var reason: StopReason
+    /// Exit status of the profiled command (`-- CMD`), shell-style.
+    public var commandExitStatus: Int32?
+    public var counters: KernelCounters
+    public var variants: CaptureVariants
+
+    public var line: String {
+        let mb = Double(bytesWritten) / 1_000_000
+        return "\(samples) samples, \(lost) lost, \(String(format: "%.2f", durationSeconds)) s, "
+            + "\(String(format: "%.1f", mb)) MB written (\(reason.rawValue))"
+    }
+}
+
+/// Set by SIGINT/SIGTERM; the recording loop stops when it sees it.
+public let recordStopRequested = Atomic<Int32>(0)
+
+/// `sprof record`: validates everything it can before loading anything,
+/// loads the sampling program, drains samples on a reader thread into a
+/// bounded queue, writes them (with the mappings needed to unwind them) on a
+/// writer thread, and commits the file atomically when the recording ends.
+public final class Recorder: @unchecked Sendable {
+    public let settings: RecordSettings
+
+    public init(settings: RecordSettings) { self.settings = settings }
+
+    /// Checks that need no BPF: privileges, -F, --stack-size, pids.
+    public static func validate(_ s: RecordSettings) throws(CaptureError) {
+        let maxRate = KernelInfo.maxSampleRate
+        guard s.frequency >= 1 && s.frequency <= maxRate else {
+            throw .invalidFrequency(requested: s.frequency, max: maxRate)
+        }
+        guard s.userStackSize >= 4096 && s.userStackSize <= Int(SPROF_USTACK_MAX) && s.userStackSize % 8 == 0 else {
+            throw .invalidStackSize(requested: s.userStackSize)
+        }
+        if let d = s.duration, !(d > 0) { throw .invalidOption("-d \(d): the duration must be a positive number of seconds") }
+        if case .pids(let pids) = s.target {
+            if pids.isEmpty { throw .invalidOption("-p needs at least one process id") }
+            for pid in pids {
+                guard pid > 0, kill(pid, 0) == 0 || errno == EPERM else { throw .processNotFound(pid: pid) }
+                guard access("/proc/\(pid)/maps", R_OK) == 0 else {
+                    throw errno == ENOENT ? .processNotFound(pid: pid) : .processNotAccessible(pid: pid)
+                }
+            }
+        }
+        if case .command(let argv) = s.target, argv.isEmpty {
+            throw .invalidOption("-- needs a command to run")
+        }
+        let missing = KernelInfo.missingCapabilities
+        if !missing.isEmpty { throw .missingPrivileges(missing: missing) }
+    }
+
+    /// Records until the duration elapses, the targets exit or `recordStopRequested` is set.
+    public func run() throws -> RecordSummary {
+        var s = settings
+        try Recorder.validate(s)
+        var variants = CaptureVariants.probe(forcedFallbacks: s.forcedFallbacks)
+        if !variants.ringBuffer && s.userStackSize > Int(SPROF_PERFBUF_USTACK_MAX) {
+            s.userStackSize = Int(SPROF_PERFBUF_USTACK_MAX)
+        }
+        // The output first: an unwritable destination fails before anything is loaded.
+        let writer = try RawFileWriter(path: s.output)
+        let object = try SamplerObject(variants: variants, userStackSize: s.userStackSize,
+                                       allTasks: s.target == .all, ringBufferBytes: s.ringBufferBytes)
+        variants = object.variants
+
+        var child: pid_t = 0
+        var gate: Int32 = -1
+        var watched: [Int32] = []
+        switch s.target {
+        case .pids(let pids):
+            for pid in pids { try object.addTarget(pid: pid) }
+            watched = pids
+        case .all:
+            break
+        case .command(let argv):
+            var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+            defer { for p in cargs { free(p) } }
+            child = sprof_spawn_gated(&cargs, &gate)
+            if child < 0 { throw CaptureError.commandFailed(command: argv[0], errno: -child) }
+            try object.addTarget(pid: child)
+            watched = [child]
+        }
+
+        let processes = ProcessTable()
+        let queue = SampleQueue(byteLimit: s.queueBytes)
+        let meta = RawMetadata(
+            sprofVersion: sprofVersion, kernelRelease: KernelInfo.release, hostname: KernelInfo.hostname,
+            wallClockStartNanoseconds: UInt64(Date().timeIntervalSince1970 * 1e9),
+            monotonicStartNanoseconds: monotonicNanoseconds(),
+            frequency: UInt32(s.frequency), userStackSize: UInt32(s.userStackSize),
+            target: s.target.description, variants: variants.names, extra: [:])
+        try writer.writeMetadata(meta)
+
+        let samplesWritten = Atomic<UInt64>(0)
+        let writeError = Mutex<Error?>(nil)
+        let writerDone = DispatchSemaphore(value: 0)
+        let writerThread = Thread {
+            defer { writerDone.signal() }
+            var seen = Set<Int32>()
+            var generations: [Int32: UInt64] = [:]
+            while let sample = queue.pop() {
+                do {
+                    if !seen.contains(sample.tgid) {
+                        seen.insert(sample.tgid)
+                        try writer.writeProcess(processes.processInfo(pid: sample.tgid, comm: sample.comm.description))
+                    }
+                    if sample.flags.contains(.userRegisters) { processes.noteAddress(sample.ip, pid: sample.tgid) }
+                    let gen = processes.generation(of: sample.tgid)
+                    if generations[sample.tgid] != gen {
+                        generations[sample.tgid] = gen
+                        try writer.writeMappings(pid: sample.tgid, generation: gen, mappings: processes.mappings(of: sample.tgid))
+                    }
+                    try writer.writeSample(sample)
+                    samplesWritten.add(1, ordering: .relaxed)
+                } catch {
+                    writeError.withLock { if $0 == nil { $0 = error } }
+                    // keep draining so the reader never blocks; the error ends the recording
+                }
+            }
+        }
+        writerThread.name = "sprof-writer"
+        writerThread.start()
+
+        let sampler: Sampler
+        do {
+            sampler = try Sampler(object: object, frequency: s.frequency) { sample in _ = queue.push(sample) }
+        } catch {
+            if gate >= 0 { close(gate) }  // the child exits 127 without running the command
+            if child > 0 { var st: Int32 = 0; waitpid(child, &st, 0) }
+            queue.close()
+            writerDone.wait()
+            writer.abandon()
+            throw error
+        }
+
+        let readerStop = Atomic<Bool>(false)
+        let readerDone = DispatchSemaphore(value: 0)
+        let readerThread = Thread {
+            while !readerStop.load(ordering: .relaxed) { sampler.poll(timeoutMilliseconds: 50) }
+            sampler.drain()
+            readerDone.signal()
+        }
+        readerThread.name = "sprof-reader"
+        readerThread.start()
+
+        let start = monotonicNanoseconds()
+        if gate >= 0 {
+            var one: UInt8 = 1
+            _ = write(gate, &one, 1)
+            close(gate)
+        }
+        var pidfds: [Int32: Int32] = [:]
+        for pid in watched where pid != child {
+            let fd = sprof_pidfd_open(pid)
+            if fd >= 0 { pidfds[pid] = fd }
+        }
+        defer { for fd in pidfds.values { close(fd) } }
+
+        var reason = StopReason.signal
+        var exitStatus: Int32?
+        var alive = Set(watched)
+        let isTTY = isatty(2) == 1 && s.statusLine
+        var lastStatus = start
+        loop: while true {
+            if recordStopRequested.load(ordering: .relaxed) != 0 { reason = .signal; break }
+            let now = monotonicNanoseconds()
+            if let d = s.duration, Double(now - start) / 1e9 >= d { reason = .duration; break }
+            if writeError.withLock({ $0 != nil }) { break }
+            if child > 0 {
+                var st: Int32 = 0
+                if waitpid(child, &st, WNOHANG) == child {
+                    exitStatus = sprof_wait_status_code(st)
+                    alive.remove(child)
+                }
+            }
+            for pid in alive where pid != child && !isAlive(pid, pidfd: pidfds[pid]) { alive.remove(pid) }
+            if !watched.isEmpty && alive.isEmpty { reason = .targetExited; break loop }
+            if isTTY && now - lastStatus >= 250_000_000 {
+                lastStatus = now
+                let c = object.counterValues()
+                let line = String(format: "\r\u{1b}[Ksprof: recording %.1f s, %llu samples, %llu lost",
+                                  Double(now - start) / 1e9, samplesWritten.load(ordering: .relaxed),
+                                  c.lost + queue.droppedCount + sampler.perfBufferLost)
+                FileHandle.standardError.write(line.data(using: .utf8)!)
+            }
+            usleep(20_000)
+        }
+        let end = monotonicNanoseconds()
+        sampler.stopSampling()
+        readerStop.store(true, ordering: .relaxed)
+        readerDone.wait()
+        queue.close()
+        writerDone.wait()
+        if isTTY { FileHandle.standardError.write("\r\u{1b}[K".data(using: .utf8)!) }
+
+        if child > 0 && exitStatus == nil {
+            // Stopped before the command ended (Ctrl-C, -d): pass the signal on and collect it.
+            kill(child, recordStopRequested.load(ordering: .relaxed) == 0 ? SIGTERM : recordStopRequested.load(ordering: .relaxed))
+            var st: Int32 = 0
+            for _ in 0..<200 {
+                if waitpid(child, &st, WNOHANG) == child { exitStatus = sprof_wait_status_code(st); break }
+                usleep(10_000)
+            }
+        }
+
+        if let e = writeError.withLock({ $0 }) { writer.abandon(); throw e }
+        let counters = object.counterValues()
+        let lost = counters.lost + queue.droppedCount + sampler.perfBufferLost
+        var stats = RawStats(samplesWritten: samplesWritten.load(ordering: .relaxed), samplesLost: lost,
+                             counters: counters.dictionary, durationNanoseconds: end - start, endReason: reason.rawValue)
+        stats.counters["queue_dropped"] = queue.droppedCount
+        stats.counters["perfbuf_lost"] = sampler.perfBufferLost
+        stats.counters["undecodable"] = sampler.undecodable
+        let bytes = try writer.finish(stats: stats)
+        return RecordSummary(samples: stats.samplesWritten, lost: lost, durationSeconds: Double(end - start) / 1e9,
+                             bytesWritten: bytes, reason: reason, commandExitStatus: exitStatus,
+                             counters: counters, variants: variants)
+    }
+
+    private func isAlive(_ pid: Int32, pidfd: Int32?) -> Bool {
+        if let fd = pidfd {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            return poll(&p, 1, 0) == 0
+        }
+        // No pidfd (pre-5.3): a zombie still answers kill(0); read its state.
+        guard let stat = KernelInfo.readFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(close, offsetBy: 2)...].first
+        return state != "Z" && state != "X"
+    }
+}
+
+public let sprofVersion = "0.1.0"
+
+public func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}

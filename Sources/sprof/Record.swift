@@ -1,0 +1,107 @@
+import ArgumentParser
+import Foundation
+import SprofCapture
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Record: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Sample on-CPU stacks of processes and write them to a file.",
+        discussion: """
+            Exactly one target: -p PID[,PID...], -a (every process), or -- CMD ARGS (start CMD and
+            profile it until it exits; sprof then exits with CMD's status). Ctrl-C or SIGTERM stops
+            the recording and still writes the file; a target that exits ends it. The file is written
+            atomically: it appears complete or not at all.
+
+            Examples:
+              sudo sprof record -o app.sprof -- ./app --input big.txt
+              sudo sprof record -p 1234,1240 -F 499 -d 30
+              sudo sprof record -a -d 5 --stack-size 64k
+            """)
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Profile these processes (comma-separated pids).", valueName: "pid,..."))
+    var pid: String?
+
+    @Flag(name: .shortAndLong, help: "Profile every process on the system.")
+    var all = false
+
+    @Option(name: .customShort("F"), help: "Samples per second of CPU time, per CPU.")
+    var frequency = 999
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Stop after this many seconds.", valueName: "seconds"))
+    var duration: Double?
+
+    @Option(name: .shortAndLong, help: "Output file.")
+    var output = "sprof.data"
+
+    @Option(name: .long, help: ArgumentHelp("Bytes of user stack copied per sample, 4k to 64k.", valueName: "bytes"))
+    var stackSize = "32k"
+
+    @Option(name: .long, help: .hidden)
+    var forceFallback: String?
+
+    @Option(name: .long, help: .hidden)
+    var ringBufferSize: Int?
+
+    @Flag(name: .shortAndLong, help: "Log libbpf and loader details.")
+    var verbose = false
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("Command to start and profile.", valueName: "command"))
+    var command: [String] = []
+
+    func validate() throws {
+        let chosen = [pid != nil, all, !command.isEmpty].filter { $0 }.count
+        if chosen != 1 { throw ValidationError("choose exactly one target: -p PID, -a, or -- CMD") }
+        if parseSize(stackSize) == nil { throw ValidationError("--stack-size \(stackSize): expected bytes, e.g. 32768 or 32k") }
+    }
+
+    func run() throws {
+        Sprof.bootstrapLogging(verbose: verbose)
+        let target: RecordTarget
+        if let pid {
+            var pids: [Int32] = []
+            for part in pid.split(separator: ",") {
+                guard let p = Int32(part.trimmingCharacters(in: .whitespaces)), p > 0 else { fail("-p \(pid): expected process ids like 1234,5678") }
+                pids.append(p)
+            }
+            target = .pids(pids)
+        } else if all {
+            target = .all
+        } else {
+            target = .command(command)
+        }
+        var settings = RecordSettings(target: target, output: output)
+        settings.frequency = frequency
+        settings.duration = duration
+        settings.userStackSize = parseSize(stackSize)!
+        settings.forcedFallbacks = CaptureVariants.environmentFallbacks.union(
+            (forceFallback ?? "").split(separator: ",").map(String.init))
+        if let r = ringBufferSize { settings.ringBufferBytes = r }
+        settings.statusLine = true
+
+        signal(SIGINT) { sig in recordStopRequested.store(sig, ordering: .relaxed) }
+        signal(SIGTERM) { sig in recordStopRequested.store(sig, ordering: .relaxed) }
+
+        let summary: RecordSummary
+        do {
+            summary = try Recorder(settings: settings).run()
+        } catch {
+            fail("\(error)")
+        }
+        FileHandleStderr.write("sprof: \(summary.line) -> \(output)\n")
+        if summary.lost > 0 {
+            FileHandleStderr.write("sprof: \(summary.lost) samples were lost (buffer full); try a lower -F or a smaller --stack-size\n")
+        }
+        if let status = summary.commandExitStatus, status != 0 { throw ExitCode(status) }
+    }
+}
+
+/// "32768", "32k", "32K", "32KiB", "64kb" -> bytes.
+func parseSize(_ text: String) -> Int? {
+    let lower = text.lowercased()
+    for suffix in ["kib", "kb", "k"] where lower.hasSuffix(suffix) {
+        return Int(lower.dropLast(suffix.count)).map { $0 * 1024 }
+    }
+    return Int(lower)
+}
