@@ -243,8 +243,10 @@ public final class AtomicFile {
     /// irrelevant next to the BPF ring buffer.
     public static let defaultBufferCapacity = 1 << 20
 
-    /// Creates the temporary file (`O_CREAT|O_EXCL`, mode 0644 before umask).
-    public init(destination: String, bufferCapacity: Int = AtomicFile.defaultBufferCapacity) throws(CaptureFileError) {
+    /// Creates the temporary file (`O_CREAT|O_EXCL`, `mode` before umask;
+    /// the destination ends up with the same mode, since it *is* this file).
+    public init(destination: String, mode: mode_t = 0o644,
+                bufferCapacity: Int = AtomicFile.defaultBufferCapacity) throws(CaptureFileError) {
         precondition(bufferCapacity > 0)
         self.destination = destination
         let (dir, base) = AtomicFile.split(destination)
@@ -262,7 +264,7 @@ public final class AtomicFile {
             let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
             tmp = (dir == "/" ? "" : dir) + "/." + base + ".tmp-\(FileSyscalls.getpid())-" + tag
             do {
-                opened = try FileSyscalls.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+                opened = try FileSyscalls.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
             } catch {
                 switch error.code {
                 case EEXIST where attempt < 16: attempt += 1

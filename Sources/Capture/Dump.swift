@@ -215,7 +215,9 @@ public enum RawDump {
 
     static func percent(_ part: UInt64, of whole: UInt64) -> String {
         guard whole > 0 else { return "0%" }
-        let hundredths = (part.multipliedFullWidth(by: 10000).low) / whole
+        guard part <= whole else { return ">100%" }
+        // part * 10000 / whole in 128 bits: no overflow, quotient ≤ 10000.
+        let hundredths = whole.dividingFullWidth(part.multipliedFullWidth(by: 10000)).quotient
         let frac = String(hundredths % 100)
         return "\(hundredths / 100)." + (frac.count < 2 ? "0" : "") + frac + "%"
     }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import SprofBase
 
 /// Writes a raw recording (docs/raw-format.md) as a stream, through an
@@ -27,8 +30,13 @@ public final class RawFileWriter: @unchecked Sendable {
 
     /// Creates the temporary file next to `path`. Fails here, before anything
     /// is recorded, if the directory is missing or not writable.
-    public init(path: String, bufferCapacity: Int = AtomicFile.defaultBufferCapacity) throws(CaptureFileError) {
-        file = try AtomicFile(destination: path, bufferCapacity: bufferCapacity)
+    ///
+    /// `mode`: the file holds copies of user stacks, which can contain
+    /// anything the profiled programs had in memory; pass 0o600 when the
+    /// recording should not be readable by other users.
+    public init(path: String, mode: mode_t = 0o644,
+                bufferCapacity: Int = AtomicFile.defaultBufferCapacity) throws(CaptureFileError) {
+        file = try AtomicFile(destination: path, mode: mode, bufferCapacity: bufferCapacity)
     }
 
     /// Writes the file header and the metadata record. Must be the first

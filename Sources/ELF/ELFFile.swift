@@ -54,7 +54,7 @@ public final class ELFFile: @unchecked Sendable {
         guard st.errno == 0 else { throw .cannotMap(path: path, errno: st.errno) }
         guard st.isRegular else { throw .notRegularFile(path: path) }
         // mmap(2) of length 0 fails with EINVAL; an empty file is simply too short.
-        guard st.size >= ELFFile.headerSize else { throw .truncatedHeader(path: path, fileSize: st.size) }
+        guard st.size > 0 else { throw .truncatedHeader(path: path, fileSize: 0) }
         let (base, mapErrno) = Syscalls.mapReadOnly(fd, size: st.size)
         guard let base else { throw .cannotMap(path: path, errno: mapErrno) }
         let bytes = UnsafeRawBufferPointer(start: base, count: st.size)
@@ -79,9 +79,10 @@ public final class ELFFile: @unchecked Sendable {
     /// do not come from a file.
     public init(copying source: some Collection<UInt8>, path: String = "<memory>") throws(ELFError) {
         let count = source.count
-        guard count >= ELFFile.headerSize else { throw .truncatedHeader(path: path, fileSize: count) }
+        guard count > 0 else { throw .truncatedHeader(path: path, fileSize: 0) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 16)
-        _ = buffer.initializeMemory(as: UInt8.self, from: source)
+        let copied: Void? = source.withContiguousStorageIfAvailable { buffer.copyMemory(from: UnsafeRawBufferPointer($0)) }
+        if copied == nil { _ = buffer.initializeMemory(as: UInt8.self, from: source) }
         let bytes = UnsafeRawBufferPointer(buffer)
         let layout: Layout
         do {
@@ -203,10 +204,14 @@ private struct Layout {
 
     init(_ b: UnsafeRawBufferPointer, path: String) throws(ELFError) {
         let size = b.count
-        guard size >= ELFFile.headerSize else { throw .truncatedHeader(path: path, fileSize: size) }
         // e_ident (gABI "ELF Identification"): EI_MAG0..3 = 7f 'E' 'L' 'F',
-        // EI_CLASS = 4, EI_DATA = 5, EI_VERSION = 6, EI_OSABI = 7.
-        guard b[0] == 0x7f, b[1] == 0x45, b[2] == 0x4c, b[3] == 0x46 else { throw .badMagic(path: path) }
+        // EI_CLASS = 4, EI_DATA = 5, EI_VERSION = 6, EI_OSABI = 7. The magic
+        // first: a short text file is "not ELF" rather than "truncated".
+        let magic: (UInt8, UInt8, UInt8, UInt8) = (0x7f, 0x45, 0x4c, 0x46)
+        guard withUnsafeBytes(of: magic, { $0.prefix(size).elementsEqual(b.prefix(4)) }) else {
+            throw .badMagic(path: path)
+        }
+        guard size >= ELFFile.headerSize else { throw .truncatedHeader(path: path, fileSize: size) }
         guard b[4] == 2 else { throw .unsupportedClass(path: path, elfClass: b[4]) }        // ELFCLASS64
         guard b[5] == 1 else { throw .unsupportedByteOrder(path: path, encoding: b[5]) }    // ELFDATA2LSB
         guard b[6] == 1 else { throw .unsupportedVersion(path: path, version: UInt32(b[6])) } // EV_CURRENT

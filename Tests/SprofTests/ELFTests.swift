@@ -341,7 +341,7 @@ final class ELFTests: XCTestCase {
         let sht = Int(elf.header.sectionHeaderOffset.rawValue)
         let hot: [Range<Int>] = [0..<0x400, sht..<good.count]  // headers, notes; section headers
         var rng = SplitMix64(seed: 0x5EED)
-        for _ in 0..<1500 {
+        for _ in 0..<4000 {
             var bad = good
             for _ in 0..<Int(rng.next() % 6 + 1) {
                 let r = hot[Int(rng.next() % 2)]
@@ -456,8 +456,10 @@ enum ELFTestTools {
     /// "Separate debug info file: NAME" and "CRC value: 0xHEX" from
     /// `readelf --debug-dump=links` (its .gnu_debuglink part).
     static func readelfDebugLink(_ path: String) throws -> (name: String, crc: UInt32)? {
+        // "Contents of the .gnu_debuglink section:" or, when readelf found
+        // the debug file, "... section (loaded from PATH):".
         let text = try readelf(["--debug-dump=links", path])
-        guard let part = text.components(separatedBy: "Contents of the .gnu_debuglink section:").dropFirst().first
+        guard let part = text.components(separatedBy: "Contents of the .gnu_debuglink section").dropFirst().first
         else { return nil }
         var name: String?, crc: UInt32?
         for line in part.split(separator: "\n") {

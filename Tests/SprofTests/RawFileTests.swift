@@ -435,7 +435,11 @@ final class RawFileTests: XCTestCase {
         var st = stat()
         XCTAssertEqual(stat(dest, &st), 0)
         XCTAssertEqual(st.st_mode & 0o777, 0o644)
-        XCTAssertEqual(strayFiles(in: directory, except: ["out.raw"]), [])
+        let privateFile = try AtomicFile(destination: path("private.raw"), mode: 0o600)
+        try privateFile.commit()
+        XCTAssertEqual(stat(path("private.raw"), &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600)
+        XCTAssertEqual(strayFiles(in: directory, except: ["out.raw", "private.raw"]), [])
         _ = expectError({ $0 == .closed(path: dest) }) { try f.write([1]) }
     }
 
