@@ -5,8 +5,8 @@ import Glibc
 
 /// Why the mappings of a process could not be had.
 ///
-/// Kept apart from ``CaptureError`` only because that file has another owner;
-/// the cases belong there (see the note in ProcessTable.swift).
+/// Kept apart from ``CaptureError`` only because that file has another
+/// owner; the cases belong there.
 public enum ProcMapsError: Error, Equatable, Sendable, CustomStringConvertible {
     /// `/proc/PID` is gone (ENOENT, ESRCH): the process never existed or has
     /// exited, or lives in a PID namespace this one cannot see.

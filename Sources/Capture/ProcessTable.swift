@@ -10,8 +10,10 @@ public enum ProcessState: Equatable, Sendable {
     /// The last read of its mappings succeeded.
     case running
     /// It has exited (its `/proc` entry is gone, or its address space is
-    /// empty: a zombie). The last mappings read are kept, so samples taken
-    /// before the exit can still be unwound; the table stops re-reading it.
+    /// empty: a zombie; a kernel thread, which never had one, looks the
+    /// same). The last mappings read are kept, so samples taken before the
+    /// exit can still be unwound; the table stops re-reading it until
+    /// ``ProcessTable/forget(pid:)`` or ``ProcessTable/noteExec(pid:)``.
     case exited
     /// Its mappings could not be read (e.g. permission denied); the error
     /// says why and what to do.
@@ -98,8 +100,8 @@ public final class ProcessTable: @unchecked Sendable {
         self.minimumRefreshInterval = minimumRefreshInterval
         self.execCheckInterval = execCheckInterval
         self.readsBuildIDs = readBuildIDs
-        minimumRefreshNanoseconds = minimumRefreshInterval.nanoseconds
-        execCheckNanoseconds = execCheckInterval.nanoseconds
+        minimumRefreshNanoseconds = nanoseconds(minimumRefreshInterval)
+        execCheckNanoseconds = nanoseconds(execCheckInterval)
     }
 
     // MARK: - Queries (no I/O)
@@ -170,40 +172,21 @@ public final class ProcessTable: @unchecked Sendable {
     public func noteAddress(_ address: ProcessAddress, pid: Int32) -> Bool {
         let now = monotonicNow()
         let action: Action = table.withLock { t in
-            guard var e = t.entries[pid] else {
+            guard let i = t.entries.index(forKey: pid) else {
                 var e = Entry()
                 e.refreshing = true
                 e.lastRefresh = now
                 t.entries[pid] = e
                 return .refresh
             }
-            let hit = e.index(containing: address) != nil
-            if e.refreshing || e.state == .exited { return hit ? .hit : .miss }
-            if e.execReported {
-                e.execReported = false
-                e.refreshing = true
-                e.lastRefresh = now
-                t.entries[pid] = e
-                return .refresh
-            }
-            if hit {
-                guard now &- e.lastExecCheck >= execCheckNanoseconds else { return .hit }
-                e.lastExecCheck = now
-                t.entries[pid] = e
-                return .checkExec(e.executable)
-            }
-            guard now &- e.lastRefresh >= minimumRefreshNanoseconds else {
-                t.statistics.rateLimitedMisses += 1
-                return .miss
-            }
-            e.refreshing = true
-            e.lastRefresh = now
-            t.entries[pid] = e
-            return .refresh
+            // In place: the hit path copies nothing.
+            let action = decide(&t.entries.values[i], address: address, now: now)
+            if case .rateLimited = action { t.statistics.rateLimitedMisses += 1 }
+            return action
         }
         switch action {
         case .hit: return true
-        case .miss: return false
+        case .miss, .rateLimited: return false
         case .refresh:
             install(load(pid: pid), pid: pid)
         case .checkExec(let known):
@@ -227,6 +210,25 @@ public final class ProcessTable: @unchecked Sendable {
             install(load(pid: pid), pid: pid)
         }
         return table.withLock { $0.entries[pid]?.index(containing: address) != nil }
+    }
+
+    /// What `noteAddress` does for a known pid; updates `e` to match.
+    private func decide(_ e: inout Entry, address: ProcessAddress, now: UInt64) -> Action {
+        let hit = e.index(containing: address) != nil
+        if e.refreshing { return hit ? .hit : .miss }
+        if case .exited = e.state { return hit ? .hit : .miss }
+        if e.execReported {
+            e.execReported = false
+        } else if hit {
+            guard now &- e.lastExecCheck >= execCheckNanoseconds else { return .hit }
+            e.lastExecCheck = now
+            return .checkExec(e.executable)
+        } else {
+            guard now &- e.lastRefresh >= minimumRefreshNanoseconds else { return .rateLimited }
+        }
+        e.refreshing = true
+        e.lastRefresh = now
+        return .refresh
     }
 
     /// Tells the table that `pid` called `exec` (e.g. from a
@@ -264,7 +266,7 @@ public final class ProcessTable: @unchecked Sendable {
     // MARK: - Internals
 
     private enum Action {
-        case hit, miss, refresh
+        case hit, miss, rateLimited, refresh
         case checkExec(FileIdentity?)
     }
 
@@ -422,26 +424,26 @@ public final class ProcessTable: @unchecked Sendable {
 // MARK: - System calls of this file
 
 /// (`st_dev`, `st_ino`) of a file.
-struct FileIdentity: Hashable, Sendable {
+private struct FileIdentity: Hashable, Sendable {
     var device: UInt64
     var inode: UInt64
 }
 
 /// A readlink result: the target, or the errno.
-enum LinkResult: Equatable {
+private enum LinkResult: Equatable {
     case success(String)
     case failure(Int32)
 }
 
 /// A stat result: the identity, or the errno.
-enum StatResult: Equatable {
+private enum StatResult: Equatable {
     case success(FileIdentity)
     case failure(Int32)
 }
 
 /// The C calls ProcessTable needs beyond ``FileSyscalls``; they belong there
 /// (AtomicFile.swift has another owner).
-enum ProcSyscalls {
+private enum ProcSyscalls {
     /// stat(2), following symlinks: what `/proc/PID/exe` points to.
     static func statIdentity(_ path: String) -> StatResult {
         var st = stat()
@@ -474,10 +476,8 @@ private func monotonicNow() -> UInt64 {
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
-extension Duration {
-    fileprivate var nanoseconds: UInt64 {
-        let (s, atto) = components
-        guard s >= 0 else { return 0 }
-        return UInt64(s) &* 1_000_000_000 &+ UInt64(atto / 1_000_000_000)
-    }
+private func nanoseconds(_ d: Duration) -> UInt64 {
+    let (s, atto) = d.components
+    guard s >= 0 else { return 0 }
+    return UInt64(s) &* 1_000_000_000 &+ UInt64(atto / 1_000_000_000)
 }

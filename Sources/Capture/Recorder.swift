@@ -115,7 +115,8 @@ public final class Recorder: @unchecked Sendable {
             s.userStackSize = Int(SPROF_PERFBUF_USTACK_MAX)
         }
         // The output first: an unwritable destination fails before anything is loaded.
-        let writer = try RawFileWriter(path: s.output)
+        // 0600: the file holds raw stack bytes, which can contain secrets.
+        let writer = try RawFileWriter(path: s.output, mode: 0o600)
         let object = try SamplerObject(variants: variants, userStackSize: s.userStackSize,
                                        allTasks: s.target == .all, ringBufferBytes: s.ringBufferBytes)
         variants = object.variants

@@ -514,7 +514,7 @@ enum ELFTestTools {
 }
 
 /// A deterministic generator for the corruption test (SplitMix64, Steele et al. 2014).
-struct SplitMix64: RandomNumberGenerator {
+private struct SplitMix64: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {
@@ -528,7 +528,7 @@ struct SplitMix64: RandomNumberGenerator {
 
 /// Builds a minimal ELF64 relocatable file: header, note sections, a
 /// `.shstrtab`, and the section header table (null section first).
-struct MiniELF {
+private struct MiniELF {
     private var sections: [(name: String, type: UInt32, align: UInt64, data: [UInt8])] = []
     /// Store e_shnum/e_shstrndx in section 0 (gABI extended numbering).
     var extendedNumbering = false

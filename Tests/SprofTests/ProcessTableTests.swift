@@ -172,6 +172,27 @@ final class ProcessTableTests: XCTestCase {
         XCTAssertEqual(table.generation(of: pid), 0)
     }
 
+    /// The per-sample path: a hit is a lock, a dictionary probe and a binary
+    /// search, with no I/O. Prints the cost; fails only if it is absurd
+    /// (a refresh or syscall per call would be).
+    func testHitPathCost() throws {
+        let table = ProcessTable(execCheckInterval: .seconds(3600))
+        let pid = getpid()
+        table.refresh(pid: pid)
+        let probe: @convention(c) () -> Int32 = { 7 }
+        let here = ProcessAddress(UInt64(UInt(bitPattern: unsafeBitCast(probe, to: UnsafeRawPointer.self))))
+        let refreshes = table.statistics.refreshes
+        let n = 200_000
+        let start = DispatchTime.now().uptimeNanoseconds
+        var hits = 0
+        for _ in 0..<n where table.noteAddress(here, pid: pid) { hits += 1 }
+        let perCall = Double(DispatchTime.now().uptimeNanoseconds - start) / Double(n)
+        print("ProcessTable.noteAddress hit: \(String(format: "%.0f", perCall)) ns/call over \(table.mappings(of: pid).count) mappings")
+        XCTAssertEqual(hits, n)
+        XCTAssertEqual(table.statistics.refreshes, refreshes)
+        XCTAssertLessThan(perCall, 20_000)
+    }
+
     // MARK: - ProcessTable on child processes
 
     func testDlopenedLibraryIsFoundByRefreshOnMiss() throws {
@@ -347,7 +368,7 @@ final class ProcessTableTests: XCTestCase {
 /// (prints the address of `probe_function`), `exec PATH` (execs PATH 30) or
 /// `exit`; and a shared library with `probe_function`. Built with gcc in a
 /// temporary directory.
-struct ProbeFixture {
+private struct ProbeFixture {
     let directory: String
     var program: String { directory + "/probe" }
     var library: String { directory + "/libprobe.so" }
@@ -396,7 +417,7 @@ struct ProbeFixture {
     func start() throws -> ProbeChild { try ProbeChild(program: program) }
 }
 
-final class ProbeChild {
+private final class ProbeChild {
     let process = Process()
     let input = Pipe()
     let output = Pipe()
