@@ -618,39 +618,3 @@ final class RawFileTests: XCTestCase {
         XCTAssertEqual(RawDump.percent(1, of: 3), "33.33%")
     }
 }
-
-// MARK: Benchmark
-
-extension RawFileTests {
-    /// Write then read `SPROF_BENCH_SAMPLES` 8 KiB samples and print ns per
-    /// sample; skipped unless that variable is set. To check that the
-    /// per-sample paths allocate nothing, run it under heaptrack at two sizes
-    /// and compare the allocation counts (they should not grow with N):
-    ///
-    ///     swift build --build-tests
-    ///     for n in 1000 21000; do SPROF_BENCH_SAMPLES=$n heaptrack -o /tmp/ht-$n \
-    ///       .build/debug/sprofPackageTests.xctest SprofTests.RawFileTests/testWriteReadThroughput
-    ///       heaptrack_print /tmp/ht-$n.zst | grep '^calls to allocation'; done
-    func testWriteReadThroughput() throws {
-        guard let n = ProcessInfo.processInfo.environment["SPROF_BENCH_SAMPLES"].flatMap(Int.init), n > 0 else {
-            throw XCTSkip("set SPROF_BENCH_SAMPLES=N to run")
-        }
-        let file = path("bench.raw")
-        let w = try RawFileWriter(path: file)
-        try w.writeMetadata(Self.metadata)
-        try w.writeMappings(pid: 1, generation: 1, mappings: Self.mappings(0x40_0000, path: "/bin/x"))
-        let s = Self.sample(tgid: 1, time: 1, kernel: [1, 2, 3], user: [UInt8](repeating: 9, count: 8192))
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        for _ in 0..<n { try w.writeSample(s) }
-        try w.finish(stats: RawStats(samplesLost: 0, durationNanoseconds: 1, endReason: "benchmark"))
-        let t1 = DispatchTime.now().uptimeNanoseconds
-        let r = try RawFileReader(path: file)
-        var bytes = 0
-        var cursor = r.makeSampleCursor()
-        while let (x, m) = cursor.next() { bytes &+= x.userStackCount &+ (m == nil ? 0 : 1) }
-        let t2 = DispatchTime.now().uptimeNanoseconds
-        XCTAssertEqual(r.sampleCount, n)
-        print("raw file, \(n) samples of 8 KiB: write+commit \((t1 - t0) / UInt64(n)) ns/sample, "
-              + "open+read \((t2 - t1) / UInt64(n)) ns/sample (\(bytes) bytes)")
-    }
-}
