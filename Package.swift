@@ -4,7 +4,6 @@ import PackageDescription
 
 let package = Package(
     name: "sprof",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "sprof", targets: ["sprof"]),
         .library(name: "SprofSymbols", targets: ["SprofSymbols"]),
@@ -30,7 +29,7 @@ let package = Package(
         // Value types every layer shares: typed addresses, build-ids, mappings.
         .target(name: "SprofBase", path: "Sources/Base"),
         // ELF files: headers, sections, notes, build-id (zero-copy over mmap).
-        .target(name: "SprofELF", dependencies: ["SprofBase"], path: "Sources/ELF"),
+        .target(name: "SprofELF", dependencies: ["SprofBase"], path: "Sources/ELF", exclude: ["README.md"]),
         // Capture: BPF loading, ring buffer, process tracking, the raw file.
         .target(name: "SprofCapture",
                 dependencies: ["CSprof", "CLibBPF", "SprofBase", "SprofELF",

@@ -172,27 +172,6 @@ final class ProcessTableTests: XCTestCase {
         XCTAssertEqual(table.generation(of: pid), 0)
     }
 
-    /// The per-sample path: a hit is a lock, a dictionary probe and a binary
-    /// search, with no I/O. Prints the cost; fails only if it is absurd
-    /// (a refresh or syscall per call would be).
-    func testHitPathCost() throws {
-        let table = ProcessTable(execCheckInterval: .seconds(3600))
-        let pid = getpid()
-        table.refresh(pid: pid)
-        let probe: @convention(c) () -> Int32 = { 7 }
-        let here = ProcessAddress(UInt64(UInt(bitPattern: unsafeBitCast(probe, to: UnsafeRawPointer.self))))
-        let refreshes = table.statistics.refreshes
-        let n = 200_000
-        let start = DispatchTime.now().uptimeNanoseconds
-        var hits = 0
-        for _ in 0..<n where table.noteAddress(here, pid: pid) { hits += 1 }
-        let perCall = Double(DispatchTime.now().uptimeNanoseconds - start) / Double(n)
-        print("ProcessTable.noteAddress hit: \(String(format: "%.0f", perCall)) ns/call over \(table.mappings(of: pid).count) mappings")
-        XCTAssertEqual(hits, n)
-        XCTAssertEqual(table.statistics.refreshes, refreshes)
-        XCTAssertLessThan(perCall, 20_000)
-    }
-
     // MARK: - ProcessTable on child processes
 
     func testDlopenedLibraryIsFoundByRefreshOnMiss() throws {
