@@ -81,21 +81,7 @@ public enum CaptureFileError: Error, Equatable, Sendable, CustomStringConvertibl
 /// `strerror(e)` with the symbolic name for the common cases, so a user can
 /// search for it.
 func errnoText(_ e: Int32) -> String {
-    let name: String
-    switch e {
-    case EACCES: name = "EACCES"
-    case EPERM: name = "EPERM"
-    case EROFS: name = "EROFS"
-    case ENOSPC: name = "ENOSPC"
-    case EDQUOT: name = "EDQUOT"
-    case ENOENT: name = "ENOENT"
-    case ENOTDIR: name = "ENOTDIR"
-    case EISDIR: name = "EISDIR"
-    case EIO: name = "EIO"
-    case EXDEV: name = "EXDEV"
-    default: name = "errno \(e)"
-    }
-    return String(cString: strerror(e)) + " (" + name + ")"
+    String(cString: strerror(e)) + " (" + errnoSymbol(e) + ")"
 }
 
 // MARK: - System calls

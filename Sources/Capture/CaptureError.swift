@@ -49,14 +49,19 @@ public enum CaptureError: Error, CustomStringConvertible, Equatable {
 import Glibc
 #endif
 
-/// "EPERM (Operation not permitted)" for an errno value.
+/// "EPERM: Operation not permitted" for an errno value.
 func errnoName(_ e: Int32) -> String {
+    "\(errnoSymbol(e)): \(String(cString: strerror(e)))"
+}
+
+/// The <errno.h> name of an errno value ("EPERM"), "errno N" for the rare ones.
+func errnoSymbol(_ e: Int32) -> String {
     let names: [(Int32, String)] = [
         (EPERM, "EPERM"), (ENOENT, "ENOENT"), (ESRCH, "ESRCH"), (EINTR, "EINTR"), (EIO, "EIO"), (E2BIG, "E2BIG"),
         (EBADF, "EBADF"), (EAGAIN, "EAGAIN"), (ENOMEM, "ENOMEM"), (EACCES, "EACCES"), (EFAULT, "EFAULT"),
-        (EBUSY, "EBUSY"), (EEXIST, "EEXIST"), (ENODEV, "ENODEV"), (EINVAL, "EINVAL"), (ENOSPC, "ENOSPC"),
-        (ENOSYS, "ENOSYS"), (EOPNOTSUPP, "EOPNOTSUPP"), (EMFILE, "EMFILE"),
+        (EBUSY, "EBUSY"), (EEXIST, "EEXIST"), (EXDEV, "EXDEV"), (ENODEV, "ENODEV"), (ENOTDIR, "ENOTDIR"),
+        (EISDIR, "EISDIR"), (EINVAL, "EINVAL"), (EMFILE, "EMFILE"), (ENOSPC, "ENOSPC"), (EROFS, "EROFS"),
+        (ENOSYS, "ENOSYS"), (EOPNOTSUPP, "EOPNOTSUPP"), (EDQUOT, "EDQUOT"),
     ]
-    let text = String(cString: strerror(e))
-    return "\(names.first { $0.0 == e }?.1 ?? "errno \(e)"): \(text)"
+    return names.first { $0.0 == e }?.1 ?? "errno \(e)"
 }

@@ -150,7 +150,17 @@ public enum Doctor {
             if error == nil && firstOffCPU == nil { firstOffCPU = point }
             var c = DoctorCheck(name: point.title, status: error == nil ? .ok : .missing,
                                 detail: error ?? "loads and attaches", consequence: "")
-            c.verbose = verifierLogTail(log, count: 4)
+            if let error {
+                switch point {
+                case .kprobe:
+                    c.consequence = error.contains("ENOENT") ? "this kernel has no kprobes (no kprobe PMU or kprobe_events): sprof uses a tracepoint instead" : "kprobes are refused here: sprof uses a tracepoint instead"
+                case .fentry:
+                    c.consequence = error.contains("EPERM") ? "fentry is refused (EPERM: lockdown, a security module or no BPF trampoline): sprof uses a tracepoint instead" : "fentry is unavailable: sprof uses a tracepoint instead"
+                default:
+                    c.consequence = "this attach point is unavailable"
+                }
+            }
+            c.verbose = verifierLogTail(log.filter { !$0.contains("skipped loading") }, count: 4)
             checks.append(c)
         }
         checks.append(DoctorCheck(name: "off-CPU profiling (--off-cpu)", status: firstOffCPU == nil ? .missing : .ok,
