@@ -165,7 +165,7 @@ public enum Doctor {
         }
         checks.append(DoctorCheck(name: "off-CPU profiling (--off-cpu)", status: firstOffCPU == nil ? .missing : .ok,
                                   detail: firstOffCPU.map { "uses the \($0.title)" } ?? "no attach point works",
-                                  consequence: firstOffCPU == nil ? "sprof record --off-cpu is not possible on this kernel" : "sprof record --off-cpu works"))
+                                  consequence: firstOffCPU == nil ? "off-CPU sampling cannot attach on this kernel" : "off-CPU sampling can attach on this kernel"))
         return checks
     }
 }

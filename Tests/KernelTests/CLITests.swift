@@ -102,6 +102,7 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(line("raw_tp/sched_switch").hasPrefix("[ok"), r.stdout)
         XCTAssertTrue(line("tracepoint sched/sched_switch").hasPrefix("[ok"), r.stdout)
         XCTAssertTrue(line("off-CPU profiling").contains("tp_btf"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("this kernel has no kprobes") && r.stdout.contains("fentry is refused (EPERM"), r.stdout)
         XCTAssertTrue(r.stdout.contains("instructions verified"), r.stdout)
     }
 }
