@@ -35,12 +35,21 @@ let package = Package(
                 dependencies: ["CSprof", "CLibBPF", "SprofBase", "SprofELF",
                                .product(name: "Logging", package: "swift-log")],
                 path: "Sources/Capture"),
+        // The DWARF CFI unwinder: raw samples (registers + stack bytes +
+        // mappings) to exact return addresses.
+        .target(name: "SprofUnwind", dependencies: ["SprofBase", "SprofELF", "SprofCapture", "CSprof", "CUnwindOracle"],
+                path: "Sources/Unwind", exclude: ["README.md"]),
+        // libunwind's remote unwinder (the one perf uses), as an oracle for
+        // differential tests and `sprof report --unwinder libunwind`.
+        .systemLibrary(name: "CLibUnwind", path: "Sources/CLibUnwind", pkgConfig: "libunwind-generic",
+                       providers: [.apt(["libunwind-dev"])]),
+        .target(name: "CUnwindOracle", dependencies: ["CLibUnwind"], path: "Sources/CUnwindOracle"),
         // Symbolization; knows nothing of BPF. Usable on its own.
         .target(name: "SprofSymbols", dependencies: ["SprofELF"], path: "symbols"),
         // Folded stacks to SVG/HTML; knows nothing of BPF or ELF. Usable on its own.
         .target(name: "SprofFlameGraph", path: "flamegraph"),
         .executableTarget(name: "sprof",
-                          dependencies: ["SprofBase", "SprofCapture", "SprofSymbols", "SprofFlameGraph",
+                          dependencies: ["SprofBase", "SprofCapture", "SprofUnwind", "SprofSymbols", "SprofFlameGraph",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log")],
                           path: "Sources/sprof"),

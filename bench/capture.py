@@ -196,12 +196,12 @@ def read_perf_data(path):
 
 # ---------------------------------------------------------------- sprof dump reader
 
-def read_sprof_dump(sprof, path, limit=3000):
+def read_sprof_dump(sprof, path, limit=10 ** 7):
     r = subprocess.run([sprof, "dump", path, "--limit", str(limit)], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"sprof dump {path}: {r.stderr.strip()}")
     info = {"samples": None, "lost": None, "counters": {}, "start_ns": None, "duration_ns": None}
-    copied = []
+    copied, per_pid = [], {}
     for line in r.stdout.splitlines():
         if line.startswith("samples "):
             info["samples"] = int(line.split()[1])
@@ -220,6 +220,9 @@ def read_sprof_dump(sprof, path, limit=3000):
             m = re.search(r"\s(\d+)/(\d+)\s", line)
             if m and re.match(r"\s*[\d.]+\s+\d+\s+\d+\s", line):
                 copied.append(int(m.group(1)))
+                pid = int(line.split()[1])
+                per_pid[pid] = per_pid.get(pid, 0) + 1
+    info["per_pid"] = per_pid
     info["ustack_mean"] = statistics.mean(copied) if copied else None
     return info
 
@@ -251,7 +254,7 @@ class Bench:
         p.returncode = os.waitstatus_to_exitcode(status)
         return p.returncode, ru.ru_utime + ru.ru_stime
 
-    def watch_profiler(self, p, launch_ns, want_prog):
+    def watch_profiler(self, p, launch_ns, want_prog, steady_after=1.0):
         """Poll the profiler's CPU (and its BPF program's stats) until it exits."""
         cpu_track, prog_id, last_stats = [], None, None
         while True:
@@ -278,7 +281,7 @@ class Bench:
             time.sleep(0.05)
         # while recording: the slope between 1 s after launch and the last poll
         steady = None
-        lo = [x for x in cpu_track if x[0] >= launch_ns + 1e9]
+        lo = [x for x in cpu_track if x[0] >= launch_ns + steady_after * 1e9]
         if len(lo) >= 2 and lo[-1][0] - lo[0][0] > 0.5e9:
             steady = (lo[-1][1] - lo[0][1]) / ((lo[-1][0] - lo[0][0]) / 1e9)
         return steady, prog_id, last_stats
@@ -301,11 +304,33 @@ class Bench:
         tcpu = poller.cpu_between(d["start_ns"], d["start_ns"] + d["duration_ns"]) if poller else None
         c = d["counters"]
         res = {"samples": d["samples"], "lost": d["lost"], "bytes": fsize, "cpu": cpu, "steady": steady,
-               "target_cpu": tcpu, "ustack_mean": d["ustack_mean"], "counters": c, "prog_id": prog_id}
+               "target_cpu": tcpu, "window_s": d["duration_ns"] / 1e9, "ustack_mean": d["ustack_mean"], "counters": c, "prog_id": prog_id}
         if stats and stats["run_cnt"] > 0:
             res["ns_per_run"] = stats["run_time_ns"] / stats["run_cnt"]
             res["run_cnt"], res["run_time_ns"] = stats["run_cnt"], stats["run_time_ns"]
         return res
+
+    def run_self_sampling(self, seconds=2.0):
+        """`sprof record -a`: how many samples land on sprof's own threads, against its CPU time.
+
+        An unbiased sampler gives a process samples in proportion to its CPU time. sprof's
+        reader is woken by the ring buffer right after a sample on one CPU and can be running
+        when the other CPU's timer fires (the per-CPU timers share one period, at a fixed
+        phase), so it can be over-sampled, and in -p mode those samples are filtered out.
+        """
+        a = self.args
+        out = os.path.join(self.workdir, "self.sprof")
+        argv = [a.sprof, "record", "-a", "-F", str(a.frequency), "-d", str(seconds), "--stack-size", "4k", "-o", out]
+        launch = mono()
+        p = self.spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        steady, _, _ = self.watch_profiler(p, launch, want_prog=False, steady_after=0.5)
+        rc, cpu = self.wait_rusage(p, seconds + 60)
+        if rc != 0:
+            raise RuntimeError(f"sprof record -a failed ({rc})")
+        d = read_sprof_dump(a.sprof, out, limit=10 ** 7)
+        os.unlink(out)
+        own = d["per_pid"].get(p.pid, 0)
+        return {"samples": d["samples"], "own": own, "steady": steady, "window_s": d["duration_ns"] / 1e9}
 
     def run_perf(self, pids, dwarf, poller):
         a = self.args
@@ -326,8 +351,9 @@ class Bench:
         if poller and d["first_ns"] is not None:
             # the window perf sampled: one period before the first sample to the last one
             tcpu = poller.cpu_between(d["first_ns"] - 1e9 / a.frequency, d["last_ns"])
+        window = (d["last_ns"] - d["first_ns"]) / 1e9 + 1 / a.frequency if d["first_ns"] is not None else None
         return {"samples": d["samples"], "lost": d["lost"], "bytes": fsize, "cpu": cpu, "steady": steady,
-                "target_cpu": tcpu}
+                "target_cpu": tcpu, "window_s": window}
 
 
 # ---------------------------------------------------------------- workloads
@@ -353,7 +379,8 @@ def start_targets(bench, binary, seconds, extra=()):
         procs.append(p)
     for p in procs:
         for line in p.stdout:
-            if line.strip() == "started":
+            # deep prints `started`; chain's last line before its hot loop is `run=`
+            if line.strip() == "started" or line.startswith("run="):
                 break
     return procs
 
@@ -390,6 +417,10 @@ def main():
     ap.add_argument("-F", "--frequency", type=int, default=999)
     ap.add_argument("--workloads", default="deep,chain", help="comma list of deep, chain")
     ap.add_argument("--sizes", default="32k,64k", help="comma list of sprof stack sizes: 32k, 64k")
+    ap.add_argument("--no-baseline", action="store_true",
+                    help="skip the runs without a profiler (targets' CPU share on their own)")
+    ap.add_argument("--no-self-check", action="store_true",
+                    help="skip the 2 s `sprof record -a` run that counts samples landing on sprof itself")
     ap.add_argument("--write-results", action="store_true", help="also write bench/results-DATE.md")
     ap.add_argument("--json", help="write every run's raw numbers here")
     args = ap.parse_args()
@@ -450,6 +481,15 @@ def main():
             try:
                 for size in sizes:
                     for rep in range(args.reps):
+                        if size == sizes[0] and not args.no_baseline:
+                            # no profiler: how much of the CPUs the targets get on their own
+                            t0 = mono()
+                            time.sleep(args.duration)
+                            t1 = mono()
+                            results.append({"workload": wl, "size": "-", "tool": "none", "rep": rep,
+                                            "target_cpu": poller.cpu_between(t0, t1), "window_s": (t1 - t0) / 1e9})
+                            log(f"  {wl:5s} no profiler rep {rep}: targets held "
+                                f"{100 * results[-1]['target_cpu'] / (2 * results[-1]['window_s']):.0f}% of the CPUs")
                         tools = ["sprof", "perf"] if args.perf else ["sprof"]
                         if rep % 2 == 1:
                             tools.reverse()  # alternate who goes first
@@ -462,10 +502,16 @@ def main():
                             results.append(r)
                             exp = r["target_cpu"] * args.frequency if r.get("target_cpu") else None
                             log(f"  {wl:5s} {size} {tool:5s} rep {rep}: {r['samples']} samples "
-                                f"(expected {fmt(exp)}), lost {r['lost']}, cpu {r['cpu']:.2f} s, "
+                                f"(expected {fmt(exp)} over {fmt(r.get('window_s'), '{:.2f}')} s), lost {r['lost']}, cpu {r['cpu']:.2f} s, "
                                 f"{r['bytes'] / max(1, r['samples']):.0f} B/sample"
                                 + (f", {r['ns_per_run']:.0f} ns/run" if r.get("ns_per_run") else ""))
                             time.sleep(0.3)
+                for rep in range(args.reps if wl == "deep" and not args.no_self_check else 0):
+                    r = bench.run_self_sampling()
+                    r.update(workload=wl, size="4k", tool="sprof -a", rep=rep)
+                    results.append(r)
+                    log(f"  {wl:5s} sprof -a: {r['own']} of {r['samples']} samples on sprof itself, "
+                        f"sprof at {fmt(None if r['steady'] is None else 100 * r['steady'], '{:.1f}')}% of a CPU")
             finally:
                 poller.stop_flag.set()
                 stop(targets)
@@ -498,7 +544,6 @@ def render(results, args, elapsed):
     F = args.frequency
     L = []
     uname = os.uname()
-    steal = ""
     L.append(f"# sprof capture benchmark — {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}")
     L.append("")
     L.append(f"{uname.nodename}, Linux {uname.release}, {os.cpu_count()} CPUs; -F {F}, {args.duration:g} s per "
@@ -510,17 +555,24 @@ def render(results, args, elapsed):
     def group(wl, size, tool):
         return [r for r in results if r["workload"] == wl and r["size"] == size and r["tool"] == tool]
 
+    def share(r):  # % of the two CPUs' time the targets held during the recording
+        return 100 * r["target_cpu"] / (2 * r["window_s"]) if r.get("target_cpu") and r.get("window_s") else None
+
+    def bpf_share(r):  # the program's run time as a % of the two CPUs' time (last reading)
+        return 100 * r["run_time_ns"] / 1e9 / (2 * r["window_s"]) if r.get("run_time_ns") and r.get("window_s") else None
+
     # --- kernel-side cost
     idle = group("idle", "32k", "sprof")
     ns_filter = med([r.get("ns_per_run") for r in idle])
     L.append("## 1. Kernel-side cost of `sprof_cpu_sample` (run_time_ns / run_cnt, kernel.bpf_stats_enabled=1)")
     L.append("")
-    L.append("| workload | --stack-size | user bytes copied / sample | runs | emitted % | ns / run | ns / emitted sample (est.) |")
-    L.append("|---|---|---|---|---|---|---|")
+    L.append("| workload | --stack-size | user bytes copied / sample | runs | emitted % of runs | targets' share of CPU time % | "
+             "ns / run | ns / emitted sample (est.) | BPF time, % of 2 CPUs |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
     if idle:
         L.append(f"| sleeping target (filter only) | – | – | {fmt(med([r.get('run_cnt') for r in idle]))} | "
                  f"{fmt(med([100 * r['counters'].get('emitted', 0) / max(1, r['counters'].get('runs', 1)) for r in idle]), '{:.1f}')} | "
-                 f"{fmt(ns_filter)} | – |")
+                 f"– | {fmt(ns_filter)} | – | {fmt(med([bpf_share(r) for r in idle]), '{:.2f}')} |")
     wls = [w for w in args.workloads.split(",")]
     sizes = args.sizes.split(",")
     for wl in wls:
@@ -541,17 +593,24 @@ def render(results, args, elapsed):
             L.append(f"| {wl} ×2 | {size} | {fmt(med([r.get('ustack_mean') for r in g]))} | "
                      f"{fmt(med([r.get('run_cnt') for r in g]))} | "
                      f"{fmt(med([100 * r['counters'].get('emitted', 0) / max(1, r['counters'].get('runs', 1)) for r in g]), '{:.1f}')} | "
-                     f"{fmt(med([r.get('ns_per_run') for r in g]))} | {fmt(med(per_emit))} |")
+                     f"{fmt(med([share(r) for r in g]), '{:.1f}')} | "
+                     f"{fmt(med([r.get('ns_per_run') for r in g]))} | {fmt(med(per_emit))} | "
+                     f"{fmt(med([bpf_share(r) for r in g]), '{:.2f}')} |")
     L.append("")
 
     # --- rate, CPU, bytes
     L.append("## 2–3. Samples received vs expected, lost, profiler CPU, bytes per sample")
     L.append("")
-    L.append("| workload | stack | tool | received | expected | recv/exp | lost | profiler CPU total (s) | "
-             "while recording (% of a CPU) | CPU µs / sample | bytes / sample |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    L.append("| workload | stack | tool | targets' CPU share % | received | expected | recv/exp | lost | "
+             "profiler CPU total (s) | while recording (% of a CPU) | CPU µs / sample, total | "
+             "CPU µs / sample, while recording | bytes / sample |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     ratios = []
     for wl in wls:
+        base = group(wl, "-", "none")
+        if base:
+            L.append(f"| {wl} ×2 | – | (no profiler) | {fmt(med([share(r) for r in base]), '{:.0f}')} | "
+                     + " | ".join(["–"] * 9) + " |")
         for size in sizes:
             row = {}
             for tool in ("sprof", "perf"):
@@ -566,35 +625,58 @@ def render(results, args, elapsed):
                 cpu = med([r["cpu"] for r in g])
                 steady = med([r["steady"] for r in g])
                 us = med([1e6 * r["cpu"] / max(1, r["samples"]) for r in g])
+                us_rec = med([1e6 * r["steady"] * r["window_s"] / max(1, r["samples"])
+                              if r.get("steady") is not None and r.get("window_s") else None for r in g])
                 bps = med([r["bytes"] / max(1, r["samples"]) for r in g])
-                row[tool] = dict(rr=rr, cpu=cpu, steady=steady, us=us, bps=bps)
+                row[tool] = dict(rr=rr, cpu=cpu, steady=steady, us=us, us_rec=us_rec, bps=bps)
                 stack = size if tool == "sprof" else f"dwarf,{ {'32k': 32768, '64k': 65528}[size] }"
-                L.append(f"| {wl} ×2 | {stack} | {tool} | {fmt(recv)} | {fmt(exp)} | {fmt(rr, '{:.3f}')} | "
+                L.append(f"| {wl} ×2 | {stack} | {tool} | {fmt(med([share(r) for r in g]), '{:.0f}')} | {fmt(recv)} | {fmt(exp)} | {fmt(rr, '{:.3f}')} | "
                          f"{fmt(lost)}{'' if lost_max == (lost or 0) else f' (max {lost_max})'} | "
                          f"{fmt(cpu, '{:.2f}')} | {fmt(None if steady is None else 100 * steady, '{:.1f}')} | "
-                         f"{fmt(us, '{:.0f}')} | {fmt(bps, '{:,.0f}')} |")
+                         f"{fmt(us, '{:.0f}')} | {fmt(us_rec, '{:.0f}')} | {fmt(bps, '{:,.0f}')} |")
             if "sprof" in row and "perf" in row:
                 ratios.append((wl, size, row["sprof"], row["perf"]))
     L.append("")
     if ratios:
         L.append("## sprof / perf (ratios of the medians; < 1 means sprof uses less)")
         L.append("")
-        L.append("| workload | stack | recv/exp | CPU total | CPU while recording | CPU per sample | bytes per sample |")
-        L.append("|---|---|---|---|---|---|---|")
+        L.append("| workload | stack | recv/exp | CPU total | CPU while recording | CPU per sample, total | "
+                 "CPU per sample, while recording | bytes per sample |")
+        L.append("|---|---|---|---|---|---|---|---|")
         for wl, size, s, p in ratios:
             L.append(f"| {wl} ×2 | {size} | {ratio(s['rr'], p['rr'])} | {ratio(s['cpu'], p['cpu'])} | "
-                     f"{ratio(s['steady'], p['steady'])} | {ratio(s['us'], p['us'])} | {ratio(s['bps'], p['bps'])} |")
+                     f"{ratio(s['steady'], p['steady'])} | {ratio(s['us'], p['us'])} | "
+                     f"{ratio(s['us_rec'], p['us_rec'])} | {ratio(s['bps'], p['bps'])} |")
         L.append("")
-    L.append("Per run (received/expected, lost, profiler CPU s):")
+    selfs = [r for r in results if r["tool"] == "sprof -a"]
+    if selfs:
+        parts = []
+        for r in selfs:
+            exp_own = r["steady"] * r["window_s"] * F if r.get("steady") is not None else None
+            parts.append(f"{r['own']} of {r['samples']} ({100 * r['own'] / max(1, r['samples']):.1f}%; "
+                         f"its CPU, {fmt(None if r['steady'] is None else 100 * r['steady'], '{:.1f}')}% of a CPU, "
+                         f"would give ~{fmt(exp_own)})")
+        L.append("Self-sampling check (`sprof record -a -d 2 --stack-size 4k` while the deep targets run), samples "
+                 "landing on sprof's own threads: " + "; ".join(parts) + ". Far more than its CPU share means the "
+                 "sampling timer tends to fire while sprof runs; in -p mode those are the targets' missing samples.")
+        L.append("")
+    L.append("Per run (received/expected samples, lost, profiler CPU s):")
     L.append("")
     for wl in wls:
+        base = group(wl, "-", "none")
+        if base:
+            L.append(f"- {wl} no profiler: targets held " + ", ".join(f"{share(r):.0f}%" for r in base if share(r) is not None)
+                     + " of the CPUs")
         for size in sizes:
             for tool in ("sprof", "perf"):
                 g = group(wl, size, tool)
                 if g:
                     L.append(f"- {wl} {size} {tool}: " + ", ".join(
                         f"{r['samples']}/{fmt(r['target_cpu'] * F if r.get('target_cpu') else None)} "
-                        f"lost {r['lost']} cpu {r['cpu']:.2f}" for r in g))
+                        f"lost {r['lost']} cpu {r['cpu']:.2f}"
+                        + (f" (targets held {share(r):.0f}% of the CPUs, {100 * r['counters']['emitted'] / max(1, r['counters']['runs']):.0f}% of runs emitted)"
+                           if tool == "sprof" and r.get("counters") and share(r) is not None else "")
+                        for r in g))
     return "\n".join(L)
 
 

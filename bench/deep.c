@@ -7,10 +7,12 @@
  * stack per descend() frame, so the spinning leaf sits about KIB KiB below the top of the
  * main thread's stack. At the default 72 KiB both a 32 KiB and a 64 KiB copy are full
  * (the copy is never cut short by the end of the stack), so the 32k/64k cost difference
- * shows; Tests/Fixtures/chain.c is the opposite case (about 6 KiB from sp to the stack end).
+ * shows; Tests/Fixtures/chain.c is the opposite case (2-8 KiB from sp to the stack end).
  *
- * Prints pid=, depth_kib=, stack_bytes= (distance from the leaf's frame to the address of
- * argc in main, a lower bound on sp..stack end) and started, flushed before the hot loop.
+ * Prints pid=, depth_kib=, iterations= (the address of a counter of leaf_hot() calls, which root
+ * can read through /proc/PID/mem to measure work done), stack_bytes= (distance from the leaf's
+ * frame to the address of argc in main, a lower bound on sp..stack end) and started, flushed
+ * before the hot loop.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +22,8 @@
 
 #define NOINL __attribute__((noinline, noipa))
 volatile uint64_t sink;
+/* leaf_hot() calls so far: a reader with /proc/PID/mem access can measure work done (address printed) */
+volatile uint64_t iterations;
 static double seconds = 10.0;
 static char *top;
 
@@ -36,7 +40,7 @@ NOINL uint64_t spin(void) {
     fflush(stdout);
     double end = now() + seconds;
     uint64_t a = 1;
-    while (now() < end) a += leaf_hot(a);
+    while (now() < end) { a += leaf_hot(a); iterations++; }
     return a + here;
 }
 
@@ -53,7 +57,7 @@ int main(int argc, char **argv) {
     top = (char *)&argc;
     if (argc > 1) seconds = atof(argv[1]);
     int kib = argc > 2 ? atoi(argv[2]) : 72;
-    printf("pid=%d\ndepth_kib=%d\n", getpid(), kib);
+    printf("pid=%d\ndepth_kib=%d\niterations=%p\n", getpid(), kib, (void *)&iterations);
     fflush(stdout);
     sink = descend(kib);
     return 0;

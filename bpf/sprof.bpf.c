@@ -257,8 +257,16 @@ emit:
 	size = SPROF_SAMPLE_HDR_SIZE + (__u64)ulen;
 	if (size > sizeof(struct sprof_sample))
 		size = sizeof(struct sprof_sample);
-	if (cfg.use_ringbuf)
-		ret = bpf_ringbuf_output(&events, &sc->s, size, 0);
+	if (cfg.use_ringbuf) {
+		/* Waking the reader for every record would put it on a CPU right
+		 * when the other CPUs' timers fire, and its samples would displace
+		 * the target's. It polls on a timer instead and is woken only when
+		 * the ring fills up (kernel/bpf/ringbuf.c: BPF_RB_NO_WAKEUP). */
+		__u64 wake = BPF_RB_NO_WAKEUP;
+		if (!cfg.wakeup_bytes || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes)
+			wake = BPF_RB_FORCE_WAKEUP;
+		ret = bpf_ringbuf_output(&events, &sc->s, size, wake);
+	}
 	else
 		ret = bpf_perf_event_output(ctx, &events, BPF_F_CURRENT_CPU, &sc->s, size);
 	count(ret ? SPROF_CNT_LOST : SPROF_CNT_EMITTED);

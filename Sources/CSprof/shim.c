@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <sys/auxv.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/syscall.h>
@@ -146,4 +147,9 @@ int sprof_wait_status_code(int status)
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return -1;
+}
+
+unsigned long sprof_vdso_base(void)
+{
+	return getauxval(AT_SYSINFO_EHDR);
 }

@@ -201,6 +201,9 @@ public final class SamplerObject: @unchecked Sendable {
         cfg.use_task_pt_regs = variants.taskPtRegs ? 1 : 0
         cfg.use_task_btf = variants.taskBTF ? 1 : 0
         cfg.thread_size = UInt32(SPROF_THREAD_SIZE_DEFAULT)
+        // Wake the reader only when a quarter of the ring is pending; it
+        // polls every 50 ms regardless (Sampler.poll).
+        cfg.wakeup_bytes = UInt32(ringBufferBytes / 4)
         _ = withUnsafeBytes(of: &cfg) { bpf_map__set_initial_value(ro, $0.baseAddress, $0.count) }
 
         bpf_map__set_max_entries(scratch, UInt32(possibleCPUs))

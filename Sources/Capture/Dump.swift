@@ -76,12 +76,9 @@ public enum RawDump {
             line("lost", "unknown (no stats record)")
         }
         // Processes: the last record for each pid, in order of first appearance.
-        var order: [Int32] = []
-        var seen = Set<Int32>()
-        for p in r.processes where seen.insert(p.pid).inserted { order.append(p.pid) }
-        line("processes", "\(order.count)")
-        for pid in order {
-            guard let p = r.process(pid: pid) else { continue }
+        line("processes", "\(r.processes.count)")
+        for p in r.processes {
+            let pid = p.pid
             var text = "  " + pad(String(pid), 8, right: true) + "  " + pad(p.command, 16)
                 + " " + (p.executablePath.isEmpty ? "-" : p.executablePath)
                 + "  \(r.sampleCounts[pid] ?? 0) samples"

@@ -23,16 +23,17 @@ public enum KernelInfo {
         return (parts.first ?? 0, parts.count > 1 ? parts[1] : 0)
     }
 
+    /// The whole file as UTF-8 text (read until EOF: /proc and /sys files
+    /// report size 0); nil if it cannot be opened. A read error ends it early
+    /// with what was read so far.
     public static func readFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
+        guard let fd = try? Syscalls.open(path, O_RDONLY | O_CLOEXEC) else { return nil }
+        defer { try? Syscalls.close(fd) }
         var out = [UInt8]()
         var buf = [UInt8](repeating: 0, count: 4096)
         while true {
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
+            let n = buf.withUnsafeMutableBytes { b in (try? Syscalls.read(fd, b.baseAddress!, b.count)) ?? 0 }
+            if n == 0 { break }
             out.append(contentsOf: buf[0..<n])
         }
         return String(decoding: out, as: UTF8.self)

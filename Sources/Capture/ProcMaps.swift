@@ -3,39 +3,6 @@ import SprofBase
 import Glibc
 #endif
 
-/// Why the mappings of a process could not be had.
-///
-/// Kept apart from ``CaptureError`` only because that file has another
-/// owner; the cases belong there.
-public enum ProcMapsError: Error, Equatable, Sendable, CustomStringConvertible {
-    /// `/proc/PID` is gone (ENOENT, ESRCH): the process never existed or has
-    /// exited, or lives in a PID namespace this one cannot see.
-    case processNotFound(pid: Int32)
-    /// EACCES/EPERM: reading another user's maps needs ptrace read access
-    /// (`PTRACE_MODE_READ_FSCREDS`, proc(5)).
-    case permissionDenied(pid: Int32)
-    /// Any other read error.
-    case readFailed(pid: Int32, errno: Int32)
-    /// A line that is not `start-end perms offset major:minor inode [path]`.
-    /// `pid` is nil when parsing text that did not come from a process.
-    case malformedLine(pid: Int32?, lineNumber: Int, line: String, problem: String)
-
-    public var description: String {
-        switch self {
-        case .processNotFound(let pid):
-            return "process \(pid) does not exist or has exited"
-        case .permissionDenied(let pid):
-            return "cannot read /proc/\(pid)/maps (permission denied): profiling another user's process needs root or CAP_SYS_PTRACE"
-        case .readFailed(let pid, let e):
-            return "cannot read /proc/\(pid)/maps: \(errnoName(e))"
-        case .malformedLine(let pid, let n, let line, let problem):
-            let source = pid.map { "/proc/\($0)/maps" } ?? "maps text"
-            let shown = line.count > 160 ? String(line.prefix(160)) + "..." : line
-            return "\(source) line \(n): \(problem): \"\(shown)\""
-        }
-    }
-}
-
 extension Mapping {
     /// The kernel appends " (deleted)" to the path of a file that was
     /// unlinked (or replaced by rename) after it was mapped (proc(5)); the
@@ -60,15 +27,15 @@ public enum ProcMaps {
     static let deletedSuffix = " (deleted)"
 
     /// Parses the text of a maps file. Empty lines are skipped.
-    public static func parse(_ text: String, pid: Int32? = nil) throws(ProcMapsError) -> [Mapping] {
+    public static func parse(_ text: String, pid: Int32? = nil) throws(CaptureError) -> [Mapping] {
         var text = text
         return try text.withUTF8 { bytes in
-            Result { () throws(ProcMapsError) in try parse(bytes: UnsafeRawBufferPointer(bytes), pid: pid) }
+            Result { () throws(CaptureError) in try parse(bytes: UnsafeRawBufferPointer(bytes), pid: pid) }
         }.get()
     }
 
     /// Parses the bytes of a maps file. Empty lines are skipped.
-    public static func parse(bytes: UnsafeRawBufferPointer, pid: Int32? = nil) throws(ProcMapsError) -> [Mapping] {
+    public static func parse(bytes: UnsafeRawBufferPointer, pid: Int32? = nil) throws(CaptureError) -> [Mapping] {
         var out: [Mapping] = []
         var lineStart = 0
         var lineNumber = 0
@@ -90,18 +57,18 @@ public enum ProcMaps {
     }
 
     /// Reads and parses `/proc/PID/maps`.
-    public static func read(pid: Int32) throws(ProcMapsError) -> [Mapping] {
+    public static func read(pid: Int32) throws(CaptureError) -> [Mapping] {
         let bytes = try readBytes(pid: pid)
         return try bytes.withUnsafeBytes { b in
-            Result { () throws(ProcMapsError) in try parse(bytes: b, pid: pid) }
+            Result { () throws(CaptureError) in try parse(bytes: b, pid: pid) }
         }.get()
     }
 
     /// The raw contents of `/proc/PID/maps`. The file reports size 0, so it
     /// is read until EOF; the kernel produces it a page at a time and each
     /// read(2) returns whole lines.
-    static func readBytes(pid: Int32) throws(ProcMapsError) -> [UInt8] {
-        func mapped(_ e: Int32) -> ProcMapsError {
+    static func readBytes(pid: Int32) throws(CaptureError) -> [UInt8] {
+        func mapped(_ e: Int32) -> CaptureError {
             switch e {
             case ENOENT, ESRCH: return .processNotFound(pid: pid)
             case EACCES, EPERM: return .permissionDenied(pid: pid)
@@ -110,8 +77,8 @@ public enum ProcMaps {
         }
         guard pid > 0 else { throw .processNotFound(pid: pid) }
         let fd: Int32
-        do { fd = try FileSyscalls.open("/proc/\(pid)/maps", O_RDONLY | O_CLOEXEC) } catch { throw mapped(error.code) }
-        defer { try? FileSyscalls.close(fd) }
+        do { fd = try Syscalls.open("/proc/\(pid)/maps", O_RDONLY | O_CLOEXEC) } catch { throw mapped(error.code) }
+        defer { try? Syscalls.close(fd) }
         var out = [UInt8]()
         let chunk = 64 << 10
         var failure: Int32 = 0
@@ -119,7 +86,7 @@ public enum ProcMaps {
             guard let base = buf.baseAddress else { return }
             while true {
                 let n: Int
-                do throws(FileSyscalls.Errno) { n = try FileSyscalls.read(fd, base, chunk) } catch {
+                do throws(Errno) { n = try Syscalls.read(fd, base, chunk) } catch {
                     failure = error.code
                     return
                 }

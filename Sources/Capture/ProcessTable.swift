@@ -17,7 +17,7 @@ public enum ProcessState: Equatable, Sendable {
     case exited
     /// Its mappings could not be read (e.g. permission denied); the error
     /// says why and what to do.
-    case unreadable(ProcMapsError)
+    case unreadable(CaptureError)
 }
 
 /// Counters a recording can show; every refresh, skip and failure is counted.
@@ -190,13 +190,13 @@ public final class ProcessTable: @unchecked Sendable {
         case .refresh:
             install(load(pid: pid), pid: pid)
         case .checkExec(let known):
-            let now = ProcSyscalls.statIdentity("/proc/\(pid)/exe")
+            let now = identity(of: "/proc/\(pid)/exe")
             let execed: Bool = table.withLock { t in
                 t.statistics.execChecks += 1
                 guard case .success(let id) = now else {
                     // No executable: the process has exited (a zombie, or
                     // reaped). Its mappings stay for samples still queued.
-                    if case .failure(let e) = now, e == ENOENT || e == ESRCH { t.entries[pid]?.state = .exited }
+                    if case .failure(let e) = now, e.code == ENOENT || e.code == ESRCH { t.entries[pid]?.state = .exited }
                     return false
                 }
                 guard let known, known != id, var e = t.entries[pid], !e.refreshing else { return false }
@@ -250,12 +250,11 @@ public final class ProcessTable: @unchecked Sendable {
     /// the table saw it go).
     public func processInfo(pid: Int32, comm: String) -> RawProcess {
         let exited = state(of: pid) == .exited
-        switch ProcSyscalls.readLink("/proc/\(pid)/exe") {
-        case .success(let path):
-            return RawProcess(pid: pid, command: comm, executablePath: path, exited: exited)
-        case .failure:
+        do {
+            return RawProcess(pid: pid, command: comm, executablePath: try Syscalls.readlink("/proc/\(pid)/exe"), exited: exited)
+        } catch {
             let gone: Bool
-            if case .failure(let e) = ProcSyscalls.statIdentity("/proc/\(pid)"), e == ENOENT { gone = true } else { gone = exited }
+            if case .failure(let e) = identity(of: "/proc/\(pid)"), e.code == ENOENT { gone = true } else { gone = exited }
             return RawProcess(pid: pid, command: comm, executablePath: "", exited: gone)
         }
     }
@@ -276,7 +275,7 @@ public final class ProcessTable: @unchecked Sendable {
     private enum LoadResult {
         case mappings([Mapping], executable: FileIdentity?)
         case exited
-        case failed(ProcMapsError)
+        case failed(CaptureError)
     }
 
     private struct Entry {
@@ -315,7 +314,7 @@ public final class ProcessTable: @unchecked Sendable {
     /// Reads maps (and build-ids) with no lock held.
     private func load(pid: Int32) -> LoadResult {
         var executable: FileIdentity?
-        if case .success(let id) = ProcSyscalls.statIdentity("/proc/\(pid)/exe") { executable = id }
+        if case .success(let id) = identity(of: "/proc/\(pid)/exe") { executable = id }
         var maps: [Mapping]
         do {
             maps = try ProcMaps.read(pid: pid)
@@ -406,11 +405,11 @@ public final class ProcessTable: @unchecked Sendable {
         candidates.append("/proc/\(pid)/map_files/" + String(m.start.rawValue, radix: 16) + "-"
                           + String(m.end.rawValue, radix: 16))
         for path in candidates {
-            guard let fd = try? FileSyscalls.open(path, O_RDONLY | O_CLOEXEC) else { continue }
-            defer { try? FileSyscalls.close(fd) }
+            guard let fd = try? Syscalls.open(path, O_RDONLY | O_CLOEXEC) else { continue }
+            defer { try? Syscalls.close(fd) }
             // The path may now name another file (replaced, or another mount):
             // only the inode the process mapped will do.
-            guard case .success(let id) = ProcSyscalls.fstatIdentity(fd), id.inode == m.inode else { continue }
+            guard let st = try? Syscalls.fstat(fd), st.inode == m.inode else { continue }
             buildIDs.withLock { $0.statistics.buildIDFileReads += 1 }
             do {
                 return .some(try ELFFile(fileDescriptor: fd, path: path).buildID())
@@ -424,60 +423,38 @@ public final class ProcessTable: @unchecked Sendable {
     }
 }
 
-// MARK: - System calls of this file
+// MARK: - /proc
+
+/// Whether `/proc/PID/stat` says the process has exited: the file is gone
+/// (reaped, or never existed), or the state field is `Z` (zombie) or `X`
+/// (dead). Unlike ``ProcessState/exited`` this does not mistake a kernel
+/// thread (no address space either) for an exited process.
+///
+/// The state is the first field after the parenthesized command name, which
+/// can itself contain ") ", hence the last ")" (proc(5), /proc/pid/stat
+/// fields 2 and 3).
+func procSaysExited(pid: Int32) -> Bool {
+    guard let stat = KernelInfo.readFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")"),
+          let state = stat[stat.index(after: close)...].dropFirst().first else { return true }
+    return state == "Z" || state == "X"
+}
+
+// MARK: - File identity
 
 /// (`st_dev`, `st_ino`) of a file.
 private struct FileIdentity: Hashable, Sendable {
     var device: UInt64
     var inode: UInt64
+    init(_ st: FileStatus) { device = st.device; inode = st.inode }
 }
 
-/// A readlink result: the target, or the errno.
-private enum LinkResult: Equatable {
-    case success(String)
-    case failure(Int32)
-}
-
-/// A stat result: the identity, or the errno.
-private enum StatResult: Equatable {
-    case success(FileIdentity)
-    case failure(Int32)
-}
-
-/// The C calls ProcessTable needs beyond ``FileSyscalls``; they belong there
-/// (AtomicFile.swift has another owner).
-private enum ProcSyscalls {
-    /// stat(2), following symlinks: what `/proc/PID/exe` points to.
-    static func statIdentity(_ path: String) -> StatResult {
-        var st = stat()
-        while stat(path, &st) != 0 {
-            if errno != EINTR { return .failure(errno) }
-        }
-        return .success(FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)))
-    }
-
-    /// readlink(2), for the `/proc/PID/exe` and `/proc/PID/map_files` links.
-    static func readLink(_ path: String) -> LinkResult {
-        // PATH_MAX (4096, include/uapi/linux/limits.h) bounds what the kernel returns.
-        var buf = [CChar](repeating: 0, count: 4097)
-        let n = readlink(path, &buf, 4096)
-        guard n >= 0 else { return .failure(errno) }
-        return .success(String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self))
-    }
-
-    static func fstatIdentity(_ fd: Int32) -> StatResult {
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { return .failure(errno) }
-        return .success(FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)))
-    }
+/// The identity of the file `path` resolves to (following links), or the errno.
+private func identity(of path: String) -> Result<FileIdentity, Errno> {
+    Result { () throws(Errno) in FileIdentity(try Syscalls.stat(path)) }
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (the clock of `bpf_ktime_get_ns`).
-private func monotonicNow() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-}
+private func monotonicNow() -> UInt64 { Syscalls.monotonicNanoseconds() }
 
 private func nanoseconds(_ d: Duration) -> UInt64 {
     let (s, atto) = d.components

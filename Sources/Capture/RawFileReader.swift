@@ -28,9 +28,13 @@ public final class RawFileReader: @unchecked Sendable {
     /// The sprof version in the file header (at most 32 bytes).
     public let writerVersion: String
     public let metadata: RawMetadata
-    /// Every process record, in file order (a pid can appear more than once:
-    /// see ``process(pid:)``).
+    /// One entry per pid, in order of the pid's first process record, each
+    /// the pid's *last* record: a process is written again when more is
+    /// known (its exit), and the last record is the one that counts
+    /// (docs/raw-format.md, "Process").
     public let processes: [RawProcess]
+    /// Every process record as it is in the file, repeats included.
+    public let processRecords: [RawProcess]
     /// Every mapping snapshot, in file order.
     public let snapshots: [RawMappingSnapshot]
     /// The stats record; nil when the recording did not finish.
@@ -56,23 +60,24 @@ public final class RawFileReader: @unchecked Sendable {
     let firstRecordOffset: Int
     /// End of the last complete record.
     let endOfRecords: Int
-    private let lastProcessIndex: [Int32: Int]
+    /// pid → index into ``processes``.
+    private let processIndex: [Int32: Int]
     private let snapshotIndex: [SnapshotKey: Int]
 
     private struct SnapshotKey: Hashable { var pid: Int32; var generation: UInt64 }
 
     /// Maps and reads the file at `path`. Pipes and other unmappable files
     /// are read into memory instead.
-    public convenience init(path: String) throws(CaptureFileError) {
+    public convenience init(path: String) throws(CaptureError) {
         try self.init(storage: RawFileStorage.open(path), name: path)
     }
 
     /// Reads a recording held in memory (tests, or a file received whole).
-    public convenience init(bytes: [UInt8], name: String = "<memory>") throws(CaptureFileError) {
+    public convenience init(bytes: [UInt8], name: String = "<memory>") throws(CaptureError) {
         try self.init(storage: RawFileStorage(copying: bytes), name: name)
     }
 
-    private init(storage: RawFileStorage, name: String) throws(CaptureFileError) {
+    private init(storage: RawFileStorage, name: String) throws(CaptureError) {
         self.storage = storage
         path = name
         let b = storage.bytes
@@ -117,7 +122,7 @@ public final class RawFileReader: @unchecked Sendable {
         var truncatedAt: Int?
         var offset = headerSize
 
-        func malformed(_ type: RawRecordType, _ at: Int, _ detail: String) -> CaptureFileError {
+        func malformed(_ type: RawRecordType, _ at: Int, _ detail: String) -> CaptureError {
             .malformedRecord(path: name, offset: at, record: type.description, detail: detail)
         }
 
@@ -210,7 +215,14 @@ public final class RawFileReader: @unchecked Sendable {
         }
 
         self.metadata = metadata
-        self.processes = processes
+        self.processRecords = processes
+        var latest: [RawProcess] = []
+        var index: [Int32: Int] = [:]
+        for p in processes {
+            if let i = index[p.pid] { latest[i] = p } else { index[p.pid] = latest.count; latest.append(p) }
+        }
+        self.processes = latest
+        processIndex = index
         self.snapshots = snapshots
         self.stats = stats
         self.sampleCount = sampleCount
@@ -220,9 +232,6 @@ public final class RawFileReader: @unchecked Sendable {
         self.skippedRecords = skipped
         self.warnings = warnings
         self.endOfRecords = offset
-        var last: [Int32: Int] = [:]
-        for (i, p) in processes.enumerated() { last[p.pid] = i }
-        lastProcessIndex = last
         var byKey: [SnapshotKey: Int] = [:]
         for (i, s) in snapshots.enumerated() { byKey[SnapshotKey(pid: s.pid, generation: s.generation)] = i }
         snapshotIndex = byKey
@@ -230,7 +239,7 @@ public final class RawFileReader: @unchecked Sendable {
 
     /// The last process record for `pid`.
     public func process(pid: Int32) -> RawProcess? {
-        lastProcessIndex[pid].map { processes[$0] }
+        processIndex[pid].map { processes[$0] }
     }
 
     /// The snapshot of `pid` with this generation (the last one, should a
@@ -351,26 +360,26 @@ final class RawFileStorage: @unchecked Sendable {
     }
 
     deinit {
-        if mapped { FileSyscalls.munmap(bytes.baseAddress!, bytes.count) } else { bytes.deallocate() }
+        if mapped { Syscalls.munmap(bytes.baseAddress!, bytes.count) } else { bytes.deallocate() }
     }
 
-    static func open(_ path: String) throws(CaptureFileError) -> RawFileStorage {
+    static func open(_ path: String) throws(CaptureError) -> RawFileStorage {
         let fd: Int32
-        do { fd = try FileSyscalls.open(path, O_RDONLY | O_CLOEXEC) } catch { throw .cannotOpen(path: path, errno: error.code) }
-        defer { try? FileSyscalls.close(fd) }
-        let st: (mode: mode_t, size: Int)
-        do { st = try FileSyscalls.fstat(fd) } catch { throw .cannotOpen(path: path, errno: error.code) }
-        if FileSyscalls.isDirectory(st.mode) { throw .cannotOpen(path: path, errno: EISDIR) }
-        if st.mode & S_IFMT == S_IFREG && st.size > 0, let p = try? FileSyscalls.mmapReadOnly(fd, st.size) {
+        do { fd = try Syscalls.open(path, O_RDONLY | O_CLOEXEC) } catch { throw .cannotOpen(path: path, errno: error.code) }
+        defer { try? Syscalls.close(fd) }
+        let st: FileStatus
+        do { st = try Syscalls.fstat(fd) } catch { throw .cannotOpen(path: path, errno: error.code) }
+        if st.isDirectory { throw .cannotOpen(path: path, errno: EISDIR) }
+        if st.isRegularFile && st.size > 0, let p = try? Syscalls.mmapReadOnly(fd, st.size) {
             return RawFileStorage(mapping: p, count: st.size)
         }
         // Empty, a pipe, or a file system that cannot mmap: read it.
         var data: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
         while true {
-            var result: Result<Int, FileSyscalls.Errno> = .success(0)
+            var result: Result<Int, Errno> = .success(0)
             chunk.withUnsafeMutableBytes { c in
-                result = Result { () throws(FileSyscalls.Errno) in try FileSyscalls.read(fd, c.baseAddress!, c.count) }
+                result = Result { () throws(Errno) in try Syscalls.read(fd, c.baseAddress!, c.count) }
             }
             let n: Int
             switch result {

@@ -35,13 +35,13 @@ public final class RawFileWriter: @unchecked Sendable {
     /// anything the profiled programs had in memory; pass 0o600 when the
     /// recording should not be readable by other users.
     public init(path: String, mode: mode_t = 0o644,
-                bufferCapacity: Int = AtomicFile.defaultBufferCapacity) throws(CaptureFileError) {
+                bufferCapacity: Int = AtomicFile.defaultBufferCapacity) throws(CaptureError) {
         file = try AtomicFile(destination: path, mode: mode, bufferCapacity: bufferCapacity)
     }
 
     /// Writes the file header and the metadata record. Must be the first
     /// call, and made once.
-    public func writeMetadata(_ m: RawMetadata) throws(CaptureFileError) {
+    public func writeMetadata(_ m: RawMetadata) throws(CaptureError) {
         precondition(!wroteMetadata, "RawFileWriter.writeMetadata called twice")
         wroteMetadata = true
         var h = RawEncoder()
@@ -71,7 +71,7 @@ public final class RawFileWriter: @unchecked Sendable {
         }
     }
 
-    public func writeProcess(_ p: RawProcess) throws(CaptureFileError) {
+    public func writeProcess(_ p: RawProcess) throws(CaptureError) {
         try record(.process) { e in
             e.i32(p.pid)
             e.u32((p.exited ? 1 : 0) | (p.exitTimeNanoseconds != nil ? 2 : 0))
@@ -83,7 +83,7 @@ public final class RawFileWriter: @unchecked Sendable {
 
     /// A snapshot of `pid`'s mappings. Samples of `pid` written after it (and
     /// before the next snapshot of `pid`) are unwound with it.
-    public func writeMappings(pid: Int32, generation: UInt64, mappings: [Mapping]) throws(CaptureFileError) {
+    public func writeMappings(pid: Int32, generation: UInt64, mappings: [Mapping]) throws(CaptureError) {
         try record(.mappings) { e in
             e.i32(pid)
             e.u32(UInt32(mappings.count))
@@ -110,7 +110,7 @@ public final class RawFileWriter: @unchecked Sendable {
     /// place in the file's write buffer, and the stack bytes copied once,
     /// from the sample to that buffer (the writer thread sees every sample;
     /// an allocation here would be one per sample, thousands per second).
-    public func writeSample(_ s: RawSample) throws(CaptureFileError) {
+    public func writeSample(_ s: RawSample) throws(CaptureError) {
         precondition(wroteMetadata, "RawFileWriter: writeMetadata must come first")
         precondition(s.kernelFrameCount >= 0 && s.kernelFrameCount <= Int(UInt16.max)
                      && s.stackBytes.count >= s.kernelFrameCount * 8, "RawSample with inconsistent kernel frame count")
@@ -151,7 +151,7 @@ public final class RawFileWriter: @unchecked Sendable {
     /// Writes a record of any type. Readers that do not know `type` skip it;
     /// this is how a new record type is tried before it gets a number in
     /// ``RawRecordType``.
-    public func writeRecord(type: RawRecordType, payload: [UInt8]) throws(CaptureFileError) {
+    public func writeRecord(type: RawRecordType, payload: [UInt8]) throws(CaptureError) {
         precondition(wroteMetadata, "RawFileWriter: writeMetadata must come first")
         var e = RawEncoder()
         e.u32(type.rawValue)
@@ -164,7 +164,7 @@ public final class RawFileWriter: @unchecked Sendable {
     /// writer is the authority on what is in the file) and commits: the
     /// destination now holds the recording. Returns the file's size.
     @discardableResult
-    public func finish(stats: RawStats) throws(CaptureFileError) -> UInt64 {
+    public func finish(stats: RawStats) throws(CaptureError) -> UInt64 {
         precondition(wroteMetadata, "RawFileWriter: writeMetadata must come first")
         try record(.stats) { e in
             e.u64(samplesWritten)
@@ -185,7 +185,7 @@ public final class RawFileWriter: @unchecked Sendable {
 
     /// Frames and writes one record encoded by `body` into the reused scratch
     /// encoder.
-    private func record(_ type: RawRecordType, _ body: (inout RawEncoder) -> Void) throws(CaptureFileError) {
+    private func record(_ type: RawRecordType, _ body: (inout RawEncoder) -> Void) throws(CaptureError) {
         precondition(wroteMetadata, "RawFileWriter: writeMetadata must come first")
         scratch.bytes.removeAll(keepingCapacity: true)
         scratch.u32(type.rawValue)

@@ -107,7 +107,7 @@ public final class Recorder: @unchecked Sendable {
     }
 
     /// Records until the duration elapses, the targets exit or `recordStopRequested` is set.
-    public func run() throws -> RecordSummary {
+    public func run() throws(CaptureError) -> RecordSummary {
         var s = settings
         try Recorder.validate(s)
         var variants = CaptureVariants.probe(forcedFallbacks: s.forcedFallbacks)
@@ -134,7 +134,7 @@ public final class Recorder: @unchecked Sendable {
             var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
             defer { for p in cargs { free(p) } }
             child = sprof_spawn_gated(&cargs, &gate)
-            if child < 0 { throw CaptureError.commandFailed(command: argv[0], errno: -child) }
+            if child < 0 { throw .commandFailed(command: argv[0], errno: -child) }
             try object.addTarget(pid: child)
             watched = [child]
         }
@@ -150,17 +150,31 @@ public final class Recorder: @unchecked Sendable {
         try writer.writeMetadata(meta)
 
         let samplesWritten = Atomic<UInt64>(0)
-        let writeError = Mutex<Error?>(nil)
+        let writeError = Mutex<CaptureError?>(nil)
+        // Exits of watched processes, noticed by the main loop below and
+        // written by the writer thread: the file has one writer.
+        let exitNotices = Mutex<[ExitNotice]>([])
         let writerDone = DispatchSemaphore(value: 0)
         let writerThread = Thread {
             defer { writerDone.signal() }
-            var seen = Set<Int32>()
+            var records = ProcessRecords()
             var generations: [Int32: UInt64] = [:]
+            func keep(_ error: CaptureError) { writeError.withLock { if $0 == nil { $0 = error } } }
+            func writeExits() throws(CaptureError) {
+                let notices = exitNotices.withLock { n -> [ExitNotice] in
+                    let taken = n
+                    n = []
+                    return taken
+                }
+                for n in notices {
+                    if let r = records.exited(pid: n.pid, at: n.timeNanoseconds) { try writer.writeProcess(r) }
+                }
+            }
             while let sample = queue.pop() {
-                do {
-                    if !seen.contains(sample.tgid) {
-                        seen.insert(sample.tgid)
-                        try writer.writeProcess(processes.processInfo(pid: sample.tgid, comm: sample.comm.description))
+                do throws(CaptureError) {
+                    try writeExits()
+                    if !records.hasRecord(pid: sample.tgid) {
+                        try writer.writeProcess(records.first(processes.processInfo(pid: sample.tgid, comm: sample.comm.description)))
                     }
                     if sample.flags.contains(.userRegisters) { processes.noteAddress(sample.ip, pid: sample.tgid) }
                     let gen = processes.generation(of: sample.tgid)
@@ -171,9 +185,20 @@ public final class Recorder: @unchecked Sendable {
                     try writer.writeSample(sample)
                     samplesWritten.add(1, ordering: .relaxed)
                 } catch {
-                    writeError.withLock { if $0 == nil { $0 = error } }
+                    keep(error)
                     // keep draining so the reader never blocks; the error ends the recording
                 }
+            }
+            // Every sample is written. Exits noticed while the last ones
+            // drained, then those of unwatched processes (-a) that /proc
+            // says are gone now; when they went is not known.
+            do throws(CaptureError) {
+                try writeExits()
+                for pid in records.pidsNotKnownToHaveExited where procSaysExited(pid: pid) {
+                    if let r = records.exited(pid: pid, at: nil) { try writer.writeProcess(r) }
+                }
+            } catch {
+                keep(error)
             }
         }
         writerThread.name = "sprof-writer"
@@ -214,6 +239,13 @@ public final class Recorder: @unchecked Sendable {
         }
         defer { for fd in pidfds.values { close(fd) } }
 
+        /// The exit time is when this loop noticed it: within one pass
+        /// (20 ms and a poll) of the real exit.
+        func noteExit(_ pid: Int32) {
+            let notice = ExitNotice(pid: pid, timeNanoseconds: monotonicNanoseconds())
+            exitNotices.withLock { $0.append(notice) }
+        }
+
         var reason = StopReason.signal
         var exitStatus: Int32?
         var alive = Set(watched)
@@ -229,9 +261,13 @@ public final class Recorder: @unchecked Sendable {
                 if waitpid(child, &st, WNOHANG) == child {
                     exitStatus = sprof_wait_status_code(st)
                     alive.remove(child)
+                    noteExit(child)
                 }
             }
-            for pid in alive where pid != child && !isAlive(pid, pidfd: pidfds[pid]) { alive.remove(pid) }
+            for pid in alive where pid != child && !isAlive(pid, pidfd: pidfds[pid]) {
+                alive.remove(pid)
+                noteExit(pid)
+            }
             if !watched.isEmpty && alive.isEmpty { reason = .targetExited; break loop }
             if isTTY && now - lastStatus >= 250_000_000 {
                 lastStatus = now
@@ -281,16 +317,71 @@ public final class Recorder: @unchecked Sendable {
             return poll(&p, 1, 0) == 0
         }
         // No pidfd (pre-5.3): a zombie still answers kill(0); read its state.
-        guard let stat = KernelInfo.readFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return false }
-        let state = stat[stat.index(close, offsetBy: 2)...].first
-        return state != "Z" && state != "X"
+        return !procSaysExited(pid: pid)
     }
 }
 
 public let sprofVersion = "0.1.0"
 
-public func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+/// CLOCK_MONOTONIC in nanoseconds: the clock of sample times.
+public func monotonicNanoseconds() -> UInt64 { Syscalls.monotonicNanoseconds() }
+
+/// A watched process seen to exit, on its way from the main loop to the
+/// writer thread.
+struct ExitNotice: Sendable {
+    var pid: Int32
+    /// CLOCK_MONOTONIC when the exit was noticed.
+    var timeNanoseconds: UInt64
+}
+
+/// What the writer has written about each process, so that an exit can be
+/// written as a second, complete process record: the format keeps the last
+/// record of a pid (docs/raw-format.md, "Process"), so that record must
+/// repeat the command and executable, which can no longer be read from
+/// `/proc` once the process is gone.
+///
+/// Only pids with samples get records. An exit noticed before the pid's
+/// first sample reached the writer (samples can still be in the kernel
+/// buffer when the main loop sees the exit) is kept and goes into that
+/// first record.
+struct ProcessRecords {
+    /// The last record written for each pid.
+    private var written: [Int32: RawProcess] = [:]
+    /// Exit times of pids with no record yet.
+    private var pendingExits: [Int32: UInt64] = [:]
+
+    func hasRecord(pid: Int32) -> Bool { written[pid] != nil }
+
+    /// The record to write before the pid's first sample: `info`, with the
+    /// exit if one was already noticed.
+    mutating func first(_ info: RawProcess) -> RawProcess {
+        precondition(written[info.pid] == nil, "a second first record for pid \(info.pid)")
+        var r = info
+        if let t = pendingExits.removeValue(forKey: info.pid) {
+            r.exited = true
+            r.exitTimeNanoseconds = t
+        }
+        written[r.pid] = r
+        return r
+    }
+
+    /// The record to write now that `pid` is known to have exited (at `time`
+    /// if known), or nil when there is nothing new to say: no record yet (the
+    /// exit is kept for the first one), or the last one already says it.
+    mutating func exited(pid: Int32, at time: UInt64?) -> RawProcess? {
+        guard var r = written[pid] else {
+            if let time, pendingExits[pid] == nil { pendingExits[pid] = time }
+            return nil
+        }
+        if r.exitTimeNanoseconds != nil || (r.exited && time == nil) { return nil }
+        r.exited = true
+        r.exitTimeNanoseconds = time
+        written[pid] = r
+        return r
+    }
+
+    /// Pids with a record that does not say they exited, ascending.
+    var pidsNotKnownToHaveExited: [Int32] {
+        written.values.filter { !$0.exited }.map(\.pid).sorted()
+    }
 }

@@ -74,7 +74,13 @@ public final class Sampler: @unchecked Sendable {
     /// Returns the number of records consumed, or a negative errno.
     @discardableResult
     public func poll(timeoutMilliseconds: Int32) -> Int32 {
-        if let ring { return ring_buffer__poll(ring, timeoutMilliseconds) }
+        if let ring {
+            // Records arrive without a wakeup until the ring is a quarter
+            // full (sprof.bpf.c), so a poll that times out must still consume.
+            let polled = ring_buffer__poll(ring, timeoutMilliseconds)
+            if polled < 0 && polled != -EINTR { return polled }
+            return ring_buffer__consume(ring)
+        }
         if let perfBuffer { return perf_buffer__poll(perfBuffer, timeoutMilliseconds) }
         return 0
     }

@@ -17,7 +17,7 @@ struct Sprof: ParsableCommand {
               sprof dump app.sprof | head                            the raw samples
               sudo sprof doctor                                      what this kernel allows
             """,
-        subcommands: [Record.self, Dump.self, Doctor.self])
+        subcommands: [Record.self, Report.self, Dump.self, Doctor.self])
 
     static func bootstrapLogging(verbose: Bool) {
         LoggingSystem.bootstrap { label in

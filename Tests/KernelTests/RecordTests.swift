@@ -1,5 +1,6 @@
 import Foundation
 import SprofBase
+import Synchronization
 import XCTest
 @testable import SprofCapture
 
@@ -29,6 +30,25 @@ final class RecordTests: XCTestCase {
         XCTAssertEqual(reader.stats?.samplesWritten, summary.samples)
         XCTAssertTrue(reader.isComplete)
         return Collected(reader: reader, summary: summary, samples: samples)
+    }
+
+    /// The target's exit reached the file: a second process record for `pid`
+    /// repeating the first with the exit time, which lies after the pid's
+    /// last sample and in `window` (CLOCK_MONOTONIC ns).
+    func checkExitRecorded(_ rec: Collected, pid: Int32, executable: String, window: ClosedRange<UInt64>,
+                           file: StaticString = #filePath, line: UInt = #line) throws {
+        let records = rec.reader.processRecords.filter { $0.pid == pid }
+        XCTAssertEqual(records.count, 2, "\(records)", file: file, line: line)
+        XCTAssertEqual(rec.reader.processes.filter { $0.pid == pid }.count, 1, file: file, line: line)
+        let p = try XCTUnwrap(rec.reader.process(pid: pid), file: file, line: line)
+        XCTAssertEqual(p, records.last, file: file, line: line)
+        XCTAssertEqual(p.executablePath, executable, file: file, line: line)
+        XCTAssertEqual(p.command, records.first?.command, file: file, line: line)
+        XCTAssertTrue(p.exited, file: file, line: line)
+        let t = try XCTUnwrap(p.exitTimeNanoseconds, "no exit time", file: file, line: line)
+        XCTAssertTrue(window.contains(t), "exit at \(t), outside \(window)", file: file, line: line)
+        let last = try XCTUnwrap(rec.samples.filter { $0.0.tgid == pid }.map(\.0.timeNanoseconds).max(), file: file, line: line)
+        XCTAssertGreaterThanOrEqual(t, last, "the exit is noticed after the last sample", file: file, line: line)
     }
 
     /// The fixture's own executable mapping (r-xp of its binary).
@@ -202,11 +222,14 @@ final class RecordTests: XCTestCase {
         let fx = try FixtureProcess(bin, ["1", "0"])
         _ = try fx.wait(for: "pid")
         let start = Date()
+        let t0 = monotonicNanoseconds()
         let rec = try record(.pids([fx.pid]), duration: 30)
+        let t1 = monotonicNanoseconds()
         XCTAssertLessThan(Date().timeIntervalSince(start), 10, "recording did not end with its target")
         XCTAssertEqual(rec.summary.reason, .targetExited)
         XCTAssertEqual(rec.reader.stats?.endReason, StopReason.targetExited.rawValue)
         XCTAssertGreaterThan(rec.samples.count, 200)
+        try checkExitRecorded(rec, pid: fx.pid, executable: bin, window: t0...t1)
     }
 
     func testKilledTargetEndsRecording() throws {
@@ -215,10 +238,18 @@ final class RecordTests: XCTestCase {
         let fx = try FixtureProcess(bin, ["30", "0"])
         _ = try fx.wait(for: "pid")
         let pid = fx.pid
-        DispatchQueue.global().asyncAfter(deadline: .now() + 0.8) { kill(pid, SIGKILL) }
+        let killedAt = Atomic<UInt64>(0)
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.8) {
+            killedAt.store(monotonicNanoseconds(), ordering: .relaxed)
+            kill(pid, SIGKILL)
+        }
         let rec = try record(.pids([pid]), duration: 30)
+        let t1 = monotonicNanoseconds()
         XCTAssertEqual(rec.summary.reason, .targetExited)
         XCTAssertGreaterThan(rec.samples.count, 100)
+        let k = killedAt.load(ordering: .relaxed)
+        XCTAssertGreaterThan(k, 0)
+        try checkExitRecorded(rec, pid: pid, executable: bin, window: k...t1)
     }
 
     /// `-- CMD`: the command is profiled from its first instruction and its
@@ -226,11 +257,15 @@ final class RecordTests: XCTestCase {
     func testCommandExitStatus() throws {
         try requireKernelAccess()
         let bin = try Fixtures.build("exits")
+        let t0 = monotonicNanoseconds()
         let rec = try record(.command([bin, "0.5", "7"]))
+        let t1 = monotonicNanoseconds()
         XCTAssertEqual(rec.summary.commandExitStatus, 7)
         XCTAssertEqual(rec.summary.reason, .targetExited)
         XCTAssertGreaterThan(rec.samples.count, 100)
         XCTAssertEqual(rec.reader.processes.first?.executablePath, bin)
+        let child = try XCTUnwrap(rec.reader.processes.first?.pid)
+        try checkExitRecorded(rec, pid: child, executable: bin, window: t0...t1)
     }
 
     func testCommandNotFound() throws {

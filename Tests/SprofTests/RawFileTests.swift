@@ -122,17 +122,17 @@ final class RawFileTests: XCTestCase {
         ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { !except.contains($0) }.sorted()
     }
 
-    func expectError(_ expected: (CaptureFileError) -> Bool, _ body: () throws -> Void,
-                     file: StaticString = #filePath, line: UInt = #line) -> CaptureFileError? {
+    func expectError(_ expected: (CaptureError) -> Bool, _ body: () throws -> Void,
+                     file: StaticString = #filePath, line: UInt = #line) -> CaptureError? {
         do {
             try body()
             XCTFail("no error thrown", file: file, line: line)
             return nil
-        } catch let e as CaptureFileError {
+        } catch let e as CaptureError {
             XCTAssertTrue(expected(e), "unexpected error: \(e)", file: file, line: line)
             return e
         } catch {
-            XCTFail("not a CaptureFileError: \(error)", file: file, line: line)
+            XCTFail("not a CaptureError: \(error)", file: file, line: line)
             return nil
         }
     }
@@ -186,7 +186,9 @@ final class RawFileTests: XCTestCase {
         XCTAssertEqual(r.formatVersion, .current)
         XCTAssertEqual(r.writerVersion, "0.1.0-test")
         XCTAssertEqual(r.metadata, Self.metadata)
-        XCTAssertEqual(r.processes, processes)
+        XCTAssertEqual(r.processRecords, processes)
+        // One entry per pid, the last record of each, in order of first appearance.
+        XCTAssertEqual(r.processes, [processes[2], processes[1]])
         XCTAssertEqual(r.process(pid: 1234)?.exitTimeNanoseconds, 9_000_000_000)
         XCTAssertEqual(r.process(pid: 5678)?.exited, true)
         XCTAssertNil(r.process(pid: 5678)?.exitTimeNanoseconds)
@@ -321,6 +323,44 @@ final class RawFileTests: XCTestCase {
         let whole = try RawFileReader(bytes: bytes)
         XCTAssertTrue(whole.isComplete)
         XCTAssertEqual(whole.sampleCount, 4)
+    }
+
+    /// A process written again (at its exit, or as anything else that
+    /// became known) is one process: ``RawFileReader/processes`` holds its
+    /// last record, in the place of its first.
+    func testRepeatedProcessRecordsKeepTheLatest() throws {
+        let file = path("repeats.raw")
+        let w = try RawFileWriter(path: file)
+        try w.writeMetadata(Self.metadata)
+        let a1 = RawProcess(pid: 30, command: "a", executablePath: "/bin/a")
+        let b1 = RawProcess(pid: 10, command: "b", executablePath: "")
+        let c1 = RawProcess(pid: 20, command: "c", executablePath: "/bin/c")
+        let a2 = RawProcess(pid: 30, command: "a", executablePath: "/bin/a", exitTimeNanoseconds: 1_500_000_000)
+        let b2 = RawProcess(pid: 10, command: "b", executablePath: "", exited: true)
+        let b3 = RawProcess(pid: 10, command: "b", executablePath: "", exitTimeNanoseconds: 1_700_000_000)
+        for p in [a1, b1] { try w.writeProcess(p) }
+        try w.writeSample(Self.sample(tgid: 30, time: 1_100_000_000))
+        try w.writeProcess(c1)
+        try w.writeSample(Self.sample(tgid: 10, time: 1_200_000_000))
+        for p in [a2, b2] { try w.writeProcess(p) }
+        try w.writeSample(Self.sample(tgid: 30, time: 1_600_000_000))  // a sample after the exit record is still its pid's
+        try w.writeProcess(b3)
+        try w.finish(stats: RawStats(samplesLost: 0, durationNanoseconds: 1, endReason: "target exited"))
+
+        let r = try RawFileReader(path: file)
+        XCTAssertEqual(r.processRecords, [a1, b1, c1, a2, b2, b3])
+        XCTAssertEqual(r.processes, [a2, b3, c1])
+        XCTAssertEqual(r.processes.map(\.pid), [30, 10, 20])
+        for p in r.processes { XCTAssertEqual(r.process(pid: p.pid), p) }
+        XCTAssertNil(r.process(pid: 99))
+        XCTAssertEqual(r.sampleCounts, [30: 2, 10: 1])
+        // The dump lists each process once, with its exit.
+        let text = RawDump.render(r)
+        XCTAssertTrue(text.contains("processes         3\n"), text)
+        XCTAssertTrue(text.contains("/bin/a  2 samples, exited at 500.000 ms\n"), text)
+        XCTAssertTrue(text.contains("-  1 samples, exited at 700.000 ms\n"), text)
+        XCTAssertTrue(text.contains("/bin/c  0 samples\n"), text)
+        XCTAssertEqual(text.components(separatedBy: "       30  a ").count, 2, text)
     }
 
     func testEmptyAndForeignFiles() throws {

@@ -13,7 +13,7 @@
 
 #include <linux/types.h>
 
-#define SPROF_ABI_VERSION 1
+#define SPROF_ABI_VERSION 2
 
 /* TASK_COMM_LEN in include/linux/sched.h */
 #define SPROF_COMM_LEN 16
@@ -91,7 +91,7 @@ struct sprof_config {
 	__u32 use_task_pt_regs;	/* 1: bpf_task_pt_regs (5.15+); 0: the task's saved pt_regs */
 	__u32 thread_size;	/* kernel THREAD_SIZE for the saved-regs fallback */
 	__u32 use_task_btf;	/* 1: bpf_get_current_task_btf (5.11+) */
-	__u32 pad;
+	__u32 wakeup_bytes;	/* ring buffer: wake the reader only past this much pending data; 0: every record */
 };
 
 /* Counters: a per-CPU array indexed by these; user space sums the CPUs. */

@@ -1,0 +1,145 @@
+import CSprof
+import Foundation
+import SprofBase
+import SprofELF
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where binaries are read from.
+public enum ModuleSource: Sendable {
+    /// While recording: through `/proc/PID/root` (containers), else
+    /// `/proc/PID/map_files` (deleted or replaced files).
+    case live
+    /// Later (`sprof report` on a raw file): the recorded path, accepted only
+    /// if its build-id matches the recorded one.
+    case recordedPaths
+}
+
+/// The code of one process (one mapping snapshot): its executable mappings,
+/// resolved lazily to modules and load biases. Not thread-safe: one per
+/// unwinding thread and snapshot.
+public final class ProcessCode: CodeLookup {
+    private struct Slot {
+        var start: UInt64
+        var end: UInt64
+        var mapping: Mapping
+        var resolved = false
+        var module: UnwindModule?
+        var bias: UInt64 = 0
+    }
+
+    private var slots: [Slot]
+    private var lastHit = 0
+    private let pid: Int32
+    private let cache: ModuleCache
+    private let source: ModuleSource
+
+    public init(pid: Int32, mappings: [Mapping], cache: ModuleCache, source: ModuleSource) {
+        self.pid = pid
+        self.cache = cache
+        self.source = source
+        slots = mappings.filter(\.isExecutable).sorted { $0.start < $1.start }
+            .map { Slot(start: $0.start.rawValue, end: $0.end.rawValue, mapping: $0) }
+    }
+
+    private func index(of address: UInt64) -> Int? {
+        if lastHit < slots.count, slots[lastHit].start <= address, address < slots[lastHit].end { return lastHit }
+        var lo = 0, hi = slots.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if slots[mid].start <= address { lo = mid + 1 } else { hi = mid }
+        }
+        guard lo > 0, address < slots[lo - 1].end else { return nil }
+        lastHit = lo - 1
+        return lo - 1
+    }
+
+    public func isExecutable(_ address: UInt64) -> Bool { index(of: address) != nil }
+
+    public func module(containing address: UInt64) -> (module: UnwindModule, bias: UInt64)? {
+        guard let i = index(of: address) else { return nil }
+        if !slots[i].resolved { resolve(i) }
+        guard let m = slots[i].module else { return nil }
+        return (m, slots[i].bias)
+    }
+
+    private func resolve(_ i: Int) {
+        slots[i].resolved = true
+        let mapping = slots[i].mapping
+        let module = cache.module(for: mapping) { m in try ModuleLoader.load(mapping: m, pid: pid, source: source) }
+        guard let module else { return }
+        let bias: UInt64?
+        if mapping.path == "[vdso]" {
+            // The vDSO image is its own file: its offset 0 is the mapping start.
+            bias = module.elf.loadBias(mappingStart: mapping.start, mappingOffset: FileOffset(0))
+        } else {
+            bias = module.elf.loadBias(mappingStart: mapping.start, mappingOffset: mapping.fileOffset)
+        }
+        guard let bias else { return }
+        slots[i].module = module
+        slots[i].bias = bias
+    }
+}
+
+/// Finds and opens the ELF file behind a mapping, and its separate debug file.
+public enum ModuleLoader {
+    public static func load(mapping: Mapping, pid: Int32, source: ModuleSource) throws -> UnwindModule {
+        if mapping.path == "[vdso]" {
+            guard let image = VDSO.image else { throw UnwindError.moduleUnavailable(path: "[vdso]", reason: "this process has no vDSO to read") }
+            return try UnwindModule(elf: ELFFile(copying: image, path: "[vdso]"))
+        }
+        var candidates: [String] = []
+        let path = mapping.path.hasSuffix(" (deleted)") ? String(mapping.path.dropLast(10)) : mapping.path
+        switch source {
+        case .live:
+            candidates.append("/proc/\(pid)/root\(path)")
+            candidates.append("/proc/\(pid)/map_files/\(String(mapping.start.rawValue, radix: 16))-\(String(mapping.end.rawValue, radix: 16))")
+        case .recordedPaths:
+            candidates.append(path)
+        }
+        var lastError = "no such file"
+        for candidate in candidates {
+            do {
+                let elf = try ELFFile(path: candidate)
+                if let expected = mapping.buildID, let actual = try? elf.buildID(), actual != expected {
+                    lastError = "\(candidate) has build-id \(actual), the recording saw \(expected)"
+                    continue
+                }
+                return try UnwindModule(elf: elf, debugELF: debugFile(for: elf, buildID: mapping.buildID))
+            } catch let e as UnwindError {
+                throw e
+            } catch {
+                lastError = "\(error)"
+            }
+        }
+        throw UnwindError.moduleUnavailable(path: path, reason: lastError)
+    }
+
+    /// `/usr/lib/debug/.build-id/xx/rest.debug` (GDB's "Separate Debug
+    /// Files"), when installed and it has `.debug_frame`.
+    static func debugFile(for elf: ELFFile, buildID: BuildID?) -> ELFFile? {
+        guard let id = buildID ?? (try? elf.buildID()), id.bytes.count > 1 else { return nil }
+        let hex = id.description
+        let path = "/usr/lib/debug/.build-id/\(hex.prefix(2))/\(hex.dropFirst(2)).debug"
+        guard access(path, R_OK) == 0, let debug = try? ELFFile(path: path),
+              (try? debug.section(named: ".debug_frame")) != nil else { return nil }
+        return debug
+    }
+}
+
+/// This process's vDSO image. The kernel maps the same vDSO into every
+/// process (arch/x86/entry/vdso), so ours stands in for the target's.
+enum VDSO {
+    static let image: [UInt8]? = {
+        let base = sprof_vdso_base()
+        guard base != 0, let p = UnsafeRawPointer(bitPattern: UInt(base)) else { return nil }
+        // The image ends with its section header table (e_shoff + e_shnum * e_shentsize).
+        let shoff = p.loadUnaligned(fromByteOffset: 0x28, as: UInt64.self)
+        let shentsize = UInt64(p.loadUnaligned(fromByteOffset: 0x3A, as: UInt16.self))
+        let shnum = UInt64(p.loadUnaligned(fromByteOffset: 0x3C, as: UInt16.self))
+        let size = Int(shoff + shentsize * shnum)
+        guard size > 64, size < 1 << 20 else { return nil }
+        return Array(UnsafeRawBufferPointer(start: p, count: size))
+    }()
+}

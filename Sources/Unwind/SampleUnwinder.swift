@@ -1,0 +1,62 @@
+import SprofBase
+import SprofCapture
+
+/// Unwinds samples of many processes: one `ProcessCode` per mapping snapshot
+/// (pid, generation), binaries shared through a `ModuleCache`, one frame
+/// buffer reused for every sample. Not thread-safe: one per unwinding thread.
+public final class SampleUnwinder {
+    public let cache: ModuleCache
+    public let source: ModuleSource
+    private var processes: [ProcessKey: ProcessCode] = [:]
+    private let buffer = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: UnwinderX86_64.maxFrames)
+
+    private struct ProcessKey: Hashable { var pid: Int32; var generation: UInt64 }
+
+    /// Counters for reports: stops by reason, frames, samples.
+    public private(set) var stops = [UInt64](repeating: 0, count: UnwindStop.allCases.count)
+    public private(set) var frames: UInt64 = 0
+    public private(set) var samples: UInt64 = 0
+
+    public init(cache: ModuleCache = ModuleCache(), source: ModuleSource) {
+        self.cache = cache
+        self.source = source
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// Unwinds one sample against its process's mappings. `body` gets the
+    /// frames (innermost first; valid only during the call) and the outcome.
+    public func unwind<R>(_ sample: RawSample, pid: Int32, generation: UInt64, mappings: [Mapping],
+                          _ body: (UnsafeBufferPointer<UInt64>, UnwindOutcome) -> R) -> R {
+        samples += 1
+        guard sample.flags.contains(.userRegisters) else {
+            stops[Int(UnwindStop.noUserRegisters.rawValue)] += 1
+            return body(UnsafeBufferPointer(start: buffer.baseAddress, count: 0), UnwindOutcome(frameCount: 0, stop: .noUserRegisters))
+        }
+        let key = ProcessKey(pid: pid, generation: generation)
+        let code: ProcessCode
+        if let c = processes[key] {
+            code = c
+        } else {
+            // A newer generation replaces the older ones of the same pid.
+            processes = processes.filter { $0.key.pid != pid }
+            code = ProcessCode(pid: pid, mappings: mappings, cache: cache, source: source)
+            processes[key] = code
+        }
+        let offset = sample.kernelFrameCount * 8
+        return sample.stackBytes.withUnsafeBytes { all in
+            let stackBytes = UnsafeRawBufferPointer(rebasing: all[offset...])
+            let outcome = UnwinderX86_64.unwind(
+                registers: RegistersX86_64(ip: sample.ip.rawValue, sp: sample.sp.rawValue, bp: sample.bp.rawValue),
+                stack: StackMemory(base: sample.sp.rawValue, bytes: stackBytes), code: code, into: buffer)
+            stops[Int(outcome.stop.rawValue)] += 1
+            frames += UInt64(outcome.frameCount)
+            return body(UnsafeBufferPointer(start: buffer.baseAddress, count: outcome.frameCount), outcome)
+        }
+    }
+
+    /// Forget a process (it exited).
+    public func forget(pid: Int32) {
+        processes = processes.filter { $0.key.pid != pid }
+    }
+}

@@ -1,0 +1,1 @@
+// The DWARF CFI unwinder: see README.md.

@@ -1,0 +1,114 @@
+import ArgumentParser
+import Foundation
+import SprofBase
+import SprofCapture
+import SprofELF
+import SprofFlameGraph
+import SprofSymbols
+import SprofUnwind
+
+struct Report: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Unwind and summarize a recording.",
+        discussion: """
+            Reads a file written by `sprof record` and unwinds its samples offline with sprof's DWARF
+            unwinder (or, with --unwinder libunwind, with libunwind's remote unwinder, the one perf uses),
+            then prints folded stacks (Brendan Gregg's format: root;...;leaf COUNT). Stacks that could not
+            be unwound to their outermost frame start with a `[truncated: reason]` frame, so a short stack
+            is never mistaken for a whole one. Kernel frames end in `_[k]`.
+
+            Examples:
+              sprof report app.data --folded > app.folded
+              sprof report app.data --stats
+            """)
+
+    @Argument(help: "A file written by `sprof record`.")
+    var file: String
+
+    @Flag(help: "Print folded stacks (the default).")
+    var folded = false
+
+    @Flag(help: "Print unwinding statistics instead: stops by reason, frames per second.")
+    var stats = false
+
+    @Option(help: "Unwinder: sprof (DWARF CFI, default) or libunwind (the oracle perf uses).")
+    var unwinder = "sprof"
+
+    func validate() throws {
+        guard ["sprof", "libunwind"].contains(unwinder) else { throw ValidationError("--unwinder must be sprof or libunwind") }
+    }
+
+    func run() throws {
+        let reader: RawFileReader
+        do { reader = try RawFileReader(path: file) } catch { fail("\(error)") }
+        let names = FrameNamer()
+        var foldedStacks = FoldedStacks()
+        let unwinder = SampleUnwinder(source: .recordedPaths)
+        let oracle = unwinder_isLibunwind ? LibunwindUnwinder() : nil
+        let start = DispatchTime.now().uptimeNanoseconds
+        var stack: [String] = []
+        reader.forEachSample { sample, snapshot in
+            let mappings = snapshot?.mappings ?? []
+            stack.removeAll(keepingCapacity: true)
+            var stop = UnwindStop.complete
+            if let oracle {
+                let r = oracle.unwind(sample: sample, mappings: mappings, openFile: { $0.path })
+                for a in r.frames.reversed() { stack.append(names.user(a.rawValue, mappings: mappings)) }
+                if r.frames.isEmpty { stop = .noUnwindInfo }
+            } else {
+                unwinder.unwind(sample, pid: sample.tgid, generation: snapshot?.generation ?? 0, mappings: mappings) { frames, outcome in
+                    stop = outcome.stop
+                    for a in frames.reversed() { stack.append(names.user(a, mappings: mappings)) }
+                }
+            }
+            if stop != .complete && stop != .noUserRegisters { stack.insert("[truncated: \(stop)]", at: 0) }
+            stack.insert(sample.comm.description, at: 0)
+            for k in sample.kernelStack.reversed() { stack.append(names.kernel(k)) }
+            foldedStacks.add(stack)
+        }
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        if stats {
+            print("samples         \(unwinder.samples)")
+            print("frames          \(unwinder.frames)")
+            print(String(format: "time            %.3f s (%.0f samples/s, %.0f frames/s, symbolization included)",
+                         elapsed, Double(unwinder.samples) / elapsed, Double(unwinder.frames) / elapsed))
+            for s in UnwindStop.allCases where unwinder.stops[Int(s.rawValue)] > 0 {
+                print("stop            \(unwinder.stops[Int(s.rawValue)])  \(s)")
+            }
+            let c = unwinder.cache.statistics
+            print("binaries        \(c.loads) loaded, \(c.failures) unavailable, \(unwinder.cache.memoryBytes / 1024) KiB of tables")
+            for f in unwinder.cache.failures { print("unavailable     \(f)") }
+        } else {
+            print(foldedStacks.rendered(), terminator: "")
+        }
+    }
+
+    private var unwinder_isLibunwind: Bool { unwinder == "libunwind" }
+}
+
+/// Names frames with ELF symbol tables (raw, mangled names for now) and
+/// /proc/kallsyms. One symbol table per file, read once.
+final class FrameNamer {
+    private var tables: [String: ELFSymbols?] = [:]
+    private lazy var kallsyms = KernelSymbols.load()
+
+    func user(_ address: UInt64, mappings: [Mapping]) -> String {
+        let a = ProcessAddress(address)
+        guard let m = mappings.first(where: { $0.contains(a) }) else { return "[unknown]" }
+        let table: ELFSymbols?
+        if let t = tables[m.path] {
+            table = t
+        } else {
+            table = (try? ELFFile(path: m.path)).flatMap { try? ELFSymbols($0) }
+            tables[m.path] = table
+        }
+        if let (sym, _) = table?.lookup(a, in: m) { return sym.name }
+        let base = m.path.split(separator: "/").last.map(String.init) ?? m.path
+        return "[\(base)+0x\(String(address &- m.start.rawValue &+ m.fileOffset.rawValue, radix: 16))]"
+    }
+
+    func kernel(_ address: KernelAddress) -> String {
+        guard let (sym, _) = kallsyms?.lookup(address) else { return "[kernel]_[k]" }
+        return sym.name + "_[k]"
+    }
+}
