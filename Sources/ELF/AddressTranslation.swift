@@ -20,15 +20,22 @@ extension ELFFile {
     /// separately, at `bias + p_vaddr` rounded down to a page). Nil when the
     /// mapping's offset falls in no PT_LOAD.
     public func loadBias(mappingStart: ProcessAddress, mappingOffset: FileOffset) -> UInt64? {
-        // The mapping's first byte may precede the segment's p_offset (page
-        // rounding): use the segment containing the offset, or the first one
-        // starting in the same page.
+        // The mapping's first byte may precede the segment's p_offset (the
+        // loader maps from p_offset rounded down to a page), and that page
+        // can also hold the end of the previous segment: of the segments
+        // whose page-rounded file range holds the offset, the one starting
+        // last is the one this mapping was made for.
+        var best: ProgramHeader?
         for seg in programHeaders where seg.type == .load {
             let pageOffset = seg.offset.rawValue & ~UInt64(0xfff)
-            if mappingOffset.rawValue >= pageOffset && mappingOffset.rawValue < seg.offset.rawValue &+ max(seg.fileSize, 1) {
-                let svma = seg.virtualAddress.rawValue &- (seg.offset.rawValue &- mappingOffset.rawValue)
-                return mappingStart.rawValue &- svma
+            if mappingOffset.rawValue >= pageOffset && mappingOffset.rawValue < seg.offset.rawValue &+ max(seg.fileSize, 1),
+               best == nil || seg.offset.rawValue > best!.offset.rawValue {
+                best = seg
             }
+        }
+        if let seg = best {
+            let svma = seg.virtualAddress.rawValue &- (seg.offset.rawValue &- mappingOffset.rawValue)
+            return mappingStart.rawValue &- svma
         }
         return nil
     }
