@@ -54,10 +54,10 @@ let package = Package(
                                          .product(name: "Logging", package: "swift-log")],
                           path: "Sources/sprof"),
         .testTarget(name: "SprofTests",
-                    dependencies: ["SprofBase", "SprofCapture", "SprofELF", "SprofSymbols", "SprofFlameGraph", "CSprof"],
+                    dependencies: ["SprofBase", "SprofCapture", "SprofELF", "SprofUnwind", "SprofSymbols", "SprofFlameGraph", "CSprof"],
                     path: "Tests/SprofTests"),
         .testTarget(name: "KernelTests",
-                    dependencies: ["SprofBase", "SprofCapture", "SprofELF", "CSprof", "sprof"],
+                    dependencies: ["SprofBase", "SprofCapture", "SprofELF", "SprofUnwind", "SprofSymbols", "CSprof", "sprof"],
                     path: "Tests/KernelTests"),
     ],
     swiftLanguageModes: [.v6]

@@ -3,7 +3,8 @@ import SprofBase
 /// `sprof dump FILE`: a raw recording as text, for humans checking what was
 /// captured. A header block (metadata, stats, losses, warnings), then one
 /// aligned line per sample; `verbose` adds the kernel frames and the first
-/// words of the user stack under each.
+/// words of the user stack under each — or, for a sample unwound at record
+/// time, its user frames and the mapping each falls in.
 ///
 /// Output is deterministic (UTC times, sorted keys) so it can be compared
 /// against a golden string in tests.
@@ -13,7 +14,8 @@ public enum RawDump {
         public var limit: Int?
         /// Only samples of this tgid.
         public var pid: Int32?
-        /// Kernel frames in hex and the first ``stackWords`` words of the user stack.
+        /// Kernel frames in hex and the first ``stackWords`` words of the user
+        /// stack (unwound samples: every user frame, with its mapping).
         public var verbose: Bool
         public init(limit: Int? = nil, pid: Int32? = nil, verbose: Bool = false) {
             self.limit = limit; self.pid = pid; self.verbose = verbose
@@ -59,7 +61,8 @@ public enum RawDump {
             line("duration", milliseconds(Int64(clamping: st.durationNanoseconds)) + " ms")
             line("ended", st.endReason)
             let held = UInt64(r.sampleCount)
-            line("samples", "\(r.sampleCount) in the file" + (st.samplesWritten == held ? "" : " (stats record says \(st.samplesWritten))"))
+            line("samples", "\(r.sampleCount) in the file" + unwoundNote(r)
+                 + (st.samplesWritten == held ? "" : " (stats record says \(st.samplesWritten))"))
             if st.samplesLost == 0 {
                 line("lost", "0")
             } else {
@@ -72,7 +75,7 @@ public enum RawDump {
             }
         } else {
             line("duration", "unknown (no stats record)")
-            line("samples", "\(r.sampleCount) in the file")
+            line("samples", "\(r.sampleCount) in the file" + unwoundNote(r))
             line("lost", "unknown (no stats record)")
         }
         // Processes: the last record for each pid, in order of first appearance.
@@ -98,24 +101,32 @@ public enum RawDump {
         for w in r.warnings { line("warning", w) }
     }
 
+    /// ", N unwound at record time" when the file holds unwound samples.
+    static func unwoundNote(_ r: RawFileReader) -> String {
+        r.unwoundSampleCount == 0 ? "" : ", \(r.unwoundSampleCount) unwound at record time"
+    }
+
     // MARK: Samples
 
     static func writeSamples<Target: TextOutputStream>(_ r: RawFileReader, options: Options, to out: inout Target) {
         let limit = max(0, options.limit ?? Int.max)
-        // First pass: the widest flags text among the lines shown, so the
-        // mapping column after it lines up. Cheap next to formatting.
+        // First pass: the widest flags and ustack texts among the lines
+        // shown ("frames 12 (truncated, stop 4)" is wider than "80/32768"),
+        // so the columns after them line up. Cheap next to formatting.
         var flagsWidth = 5
+        var ustackWidth = 11
         var cursor = r.makeSampleCursor(pid: options.pid)
         var n = 0
         while n < limit, let (s, _) = cursor.next() {
             flagsWidth = max(flagsWidth, flagWords(s.flags).count)
+            ustackWidth = max(ustackWidth, userStackColumn(s).count)
             n += 1
         }
 
         out.write("\n")
         out.write(pad("time ms", 12, right: true) + " " + pad("pid", 7, right: true) + " " + pad("tid", 7, right: true)
                   + "  " + pad("comm", 16) + " " + pad("cpu", 3, right: true) + "  " + pad("kind", 7)
-                  + "  " + pad("ip", 18) + "  " + pad("sp", 18) + "  " + pad("ustack", 11, right: true)
+                  + "  " + pad("ip", 18) + "  " + pad("sp", 18) + "  " + pad("ustack", ustackWidth, right: true)
                   + " " + pad("kfr", 3, right: true) + "  " + pad("flags", flagsWidth) + "  mapping\n")
 
         cursor = r.makeSampleCursor(pid: options.pid)
@@ -123,29 +134,17 @@ public enum RawDump {
         while n < limit, let (s, snapshot) = cursor.next() {
             n += 1
             let regs = s.flags.contains(.userRegisters)
-            let mapping: String
-            if !regs {
-                mapping = "-"
-            } else if let snapshot {
-                if let map = snapshot.mapping(containing: s.ip) {
-                    let offset = FileOffset(map.fileOffset.rawValue &+ (s.ip.rawValue &- map.start.rawValue))
-                    mapping = (map.path.isEmpty ? "[anon]" : map.path) + " " + offset.description
-                } else {
-                    mapping = "[unknown]"
-                }
-            } else {
-                mapping = "[no snapshot]"
-            }
+            let mapping = regs ? mappingText(s.ip, snapshot) : "-"
             var row = pad(milliseconds(relative(s.timeNanoseconds, r.metadata)), 12, right: true)
             row += " " + pad(String(s.tgid), 7, right: true) + " " + pad(String(s.tid), 7, right: true)
             row += "  " + pad(s.comm.description, 16) + " " + pad(String(s.cpu), 3, right: true)
             row += "  " + pad(s.kind == .cpu ? "cpu" : "off-cpu", 7)
             row += "  " + (regs ? hex16(s.ip.rawValue) : pad("-", 18)) + "  " + (regs ? hex16(s.sp.rawValue) : pad("-", 18))
-            row += "  " + pad("\(s.userStackCount)/\(s.userStackRequested)", 11, right: true)
+            row += "  " + pad(userStackColumn(s), ustackWidth, right: true)
             row += " " + pad(String(s.kernelFrameCount), 3, right: true)
             row += "  " + pad(flagWords(s.flags), flagsWidth) + "  " + mapping
             out.write(row + "\n")
-            if options.verbose { writeDetails(s, to: &out) }
+            if options.verbose { writeDetails(s, snapshot, to: &out) }
         }
         let total = options.pid.map { r.sampleCounts[$0] ?? 0 } ?? r.sampleCount
         if n < total {
@@ -153,13 +152,41 @@ public enum RawDump {
         }
     }
 
-    static func writeDetails<Target: TextOutputStream>(_ s: RawSample, to out: inout Target) {
+    /// The ustack column: "copied/requested" bytes, or for an unwound
+    /// sample "frames N (complete)" / "frames N (truncated, stop S)".
+    static func userStackColumn(_ s: RawSample) -> String {
+        guard let frames = s.userFrameCount else { return "\(s.userStackCount)/\(s.userStackRequested)" }
+        return "frames \(frames) (" + (s.unwindStop == 0 ? "complete" : "truncated, stop \(s.unwindStop)") + ")"
+    }
+
+    /// Where `address` falls: "path +0xoffset" (file offset), "[anon] +0x…",
+    /// "[unknown]" outside every mapping, "[no snapshot]".
+    /// `returnAddress`: the mapping is looked up for `address - 1`, the call
+    /// instruction, since a call that never returns can end a mapping.
+    static func mappingText(_ address: ProcessAddress, _ snapshot: RawMappingSnapshot?,
+                            returnAddress: Bool = false) -> String {
+        guard let snapshot else { return "[no snapshot]" }
+        let lookup = returnAddress && address.rawValue > 0 ? ProcessAddress(address.rawValue - 1) : address
+        guard let map = snapshot.mapping(containing: lookup) else { return "[unknown]" }
+        let offset = FileOffset(map.fileOffset.rawValue &+ (address.rawValue &- map.start.rawValue))
+        return (map.path.isEmpty ? "[anon]" : map.path) + " " + offset.description
+    }
+
+    static func writeDetails<Target: TextOutputStream>(_ s: RawSample, _ snapshot: RawMappingSnapshot?,
+                                                       to out: inout Target) {
         let indent = String(repeating: " ", count: 4)
         let cont = indent + String(repeating: " ", count: 10)
         if s.kernelFrameCount > 0 {
             for start in stride(from: 0, to: s.kernelFrameCount, by: 4) {
                 let words = (start..<min(start + 4, s.kernelFrameCount)).map { hex16(s.kernelFrame($0).rawValue) }
                 out.write((start == 0 ? indent + pad("kernel", 10) : cont) + words.joined(separator: " ") + "\n")
+            }
+        }
+        if let frames = s.userFrameCount {
+            for i in 0..<frames {
+                let a = s.userFrame(i)
+                out.write((i == 0 ? indent + pad("user", 10) : cont) + pad("#\(i)", 5) + hex16(a.rawValue)
+                          + "  " + mappingText(a, snapshot, returnAddress: i > 0) + "\n")
             }
         }
         let words = min(stackWords, s.userStackCount / 8)
@@ -176,6 +203,7 @@ public enum RawDump {
         }
         var regs = "bp " + hex16(s.bp.rawValue) + ", stack end " + (s.stackEnd.map { hex16($0.rawValue) } ?? "unknown")
         if s.kind == .offCPU { regs += ", blocked \(s.weight) ns" }
+        if s.isUnwound { regs += ", unwound from \(s.capturedUserStackCount) user-stack bytes" }
         out.write(indent + pad("regs", 10) + regs + "\n")
     }
 

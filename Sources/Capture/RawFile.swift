@@ -12,8 +12,8 @@ public struct RawFormatVersion: Hashable, Comparable, Sendable, CustomStringConv
     public var major: UInt16
     public var minor: UInt16
     public init(major: UInt16, minor: UInt16) { self.major = major; self.minor = minor }
-    /// What this build writes.
-    public static let current = RawFormatVersion(major: 1, minor: 0)
+    /// What this build writes. 1.1 added the unwound-sample record (type 6).
+    public static let current = RawFormatVersion(major: 1, minor: 1)
     public static func < (a: Self, b: Self) -> Bool { (a.major, a.minor) < (b.major, b.minor) }
     public var description: String { "\(major).\(minor)" }
 }
@@ -41,6 +41,8 @@ public struct RawRecordType: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let mappings = RawRecordType(rawValue: 3)
     public static let sample = RawRecordType(rawValue: 4)
     public static let stats = RawRecordType(rawValue: 5)
+    /// A sample whose user stack was unwound at record time (format 1.1).
+    public static let unwoundSample = RawRecordType(rawValue: 6)
     public var description: String {
         switch rawValue {
         case 1: return "metadata"
@@ -48,6 +50,7 @@ public struct RawRecordType: RawRepresentable, Hashable, Sendable, CustomStringC
         case 3: return "mappings"
         case 4: return "sample"
         case 5: return "stats"
+        case 6: return "unwound sample"
         default: return "type-\(rawValue)"
         }
     }
@@ -69,6 +72,20 @@ enum RawSampleLayout {
     /// Payload bytes for a sample with these stack sizes.
     @inline(__always) static func payloadSize(kernelFrames: Int, userStack: Int) -> Int {
         fixedSize + kernelFrames * 8 + userStack
+    }
+
+    // The unwound-sample record (type 6, format 1.1): the same fixed part
+    // (`userStackLength` then says how many stack bytes were copied and
+    // unwound, not how many follow), the kernel frames, then this 4-byte
+    // header, relative to its start, then the user frames (u64 each).
+    static let userFrameCount = 0, unwindStop = 2, unwoundReserved = 3
+    static let unwoundHeaderSize = 4
+    /// A u16 in the record.
+    static let maxUserFrames = Int(UInt16.max)
+
+    /// Payload bytes for an unwound sample.
+    @inline(__always) static func unwoundPayloadSize(kernelFrames: Int, userFrames: Int) -> Int {
+        fixedSize + kernelFrames * 8 + unwoundHeaderSize + userFrames * 8
     }
 }
 
@@ -165,7 +182,8 @@ public struct RawMappingSnapshot: Hashable, Sendable {
 /// A file without one was not finished (sprof was killed, or the copy is cut
 /// short).
 public struct RawStats: Hashable, Sendable {
-    /// Sample records in the file (the writer fills this in from its own count).
+    /// Sample records in the file, raw and unwound (the writer fills this in
+    /// from its own count).
     public var samplesWritten: UInt64
     /// Samples lost before they reached the file: ring buffer full, queue
     /// overflow. The profile under-counts by this many.

@@ -7,7 +7,8 @@ import SprofBase
 ///
 /// Opening maps the whole file read-only and walks its record frames once:
 /// the small records (metadata, processes, mapping snapshots, stats) are
-/// decoded then, samples are only checked for consistent lengths and counted.
+/// decoded then, samples (raw and unwound) are only checked for consistent
+/// lengths and counted.
 /// Samples are decoded later, one at a time, by ``makeSampleCursor(pid:)`` /
 /// ``forEachSample(pid:_:)``, each with the mapping snapshot in force for it.
 ///
@@ -39,9 +40,12 @@ public final class RawFileReader: @unchecked Sendable {
     public let snapshots: [RawMappingSnapshot]
     /// The stats record; nil when the recording did not finish.
     public let stats: RawStats?
-    /// Sample records present (of a kind this build knows).
+    /// Sample records present (of a kind this build knows), raw and unwound.
     public let sampleCount: Int
-    /// Samples per tgid.
+    /// Of ``sampleCount``, the unwound-sample records (user stack unwound at
+    /// record time, format 1.1).
+    public let unwoundSampleCount: Int
+    /// Samples per tgid, raw and unwound.
     public let sampleCounts: [Int32: Int]
     /// The file ends inside a record; everything before it was read.
     public let isTruncated: Bool
@@ -115,6 +119,7 @@ public final class RawFileReader: @unchecked Sendable {
         var snapshots: [RawMappingSnapshot] = []
         var stats: RawStats?
         var sampleCount = 0
+        var unwoundSampleCount = 0
         var sampleCounts: [Int32: Int] = [:]
         var skipped: [RawRecordType: Int] = [:]
         var unknownKinds: [UInt16: Int] = [:]
@@ -159,21 +164,34 @@ public final class RawFileReader: @unchecked Sendable {
             case .mappings:
                 do throws(RawDecoder.Overrun) { snapshots.append(try RawDecoder.decode(payload) { (d) throws(RawDecoder.Overrun) in try d.snapshot() }) }
                 catch { throw malformed(type, offset, error.detail) }
-            case .sample:
+            case .sample, .unwoundSample:
                 typealias L = RawSampleLayout
                 guard length >= L.fixedSize else {
                     throw malformed(type, offset, "\(length) bytes, shorter than the \(L.fixedSize)-byte fixed part")
                 }
                 let k = Int(payload.u16(L.kernelFrameCount))
-                let u = Int(payload.u32(L.userStackLength))
-                guard L.payloadSize(kernelFrames: k, userStack: u) <= length else {
-                    throw malformed(type, offset, "\(length) bytes cannot hold \(k) kernel frames and \(u) user-stack bytes")
+                if type == .sample {
+                    let u = Int(payload.u32(L.userStackLength))
+                    guard L.payloadSize(kernelFrames: k, userStack: u) <= length else {
+                        throw malformed(type, offset, "\(length) bytes cannot hold \(k) kernel frames and \(u) user-stack bytes")
+                    }
+                } else {
+                    // `userStackLength` counts bytes copied at capture, not
+                    // bytes in the record: nothing to check it against.
+                    guard L.unwoundPayloadSize(kernelFrames: k, userFrames: 0) <= length else {
+                        throw malformed(type, offset, "\(length) bytes cannot hold \(k) kernel frames and the user frame count")
+                    }
+                    let n = Int(payload.u16(L.fixedSize + k * 8 + L.userFrameCount))
+                    guard L.unwoundPayloadSize(kernelFrames: k, userFrames: n) <= length else {
+                        throw malformed(type, offset, "\(length) bytes cannot hold \(k) kernel frames and \(n) user frames")
+                    }
                 }
                 let kind = payload.u16(L.kind)
                 if SampleKind(rawValue: kind) == nil {
                     unknownKinds[kind, default: 0] += 1
                 } else {
                     sampleCount += 1
+                    if type == .unwoundSample { unwoundSampleCount += 1 }
                     // Lookup and store rather than `[k, default: 0] += 1`,
                     // whose modify coroutine allocates per call in debug
                     // builds (measured with heaptrack): this runs per sample.
@@ -226,6 +244,7 @@ public final class RawFileReader: @unchecked Sendable {
         self.snapshots = snapshots
         self.stats = stats
         self.sampleCount = sampleCount
+        self.unwoundSampleCount = unwoundSampleCount
         self.sampleCounts = sampleCounts
         self.isTruncated = truncatedAt != nil
         self.truncatedAtOffset = truncatedAt
@@ -267,8 +286,9 @@ public final class RawFileReader: @unchecked Sendable {
     }
 }
 
-/// Iterates a reader's samples in file order, tracking which mapping snapshot
-/// is in force for each tgid.
+/// Iterates a reader's samples — raw (type 4) and unwound (type 6) records
+/// alike — in file order, tracking which mapping snapshot is in force for
+/// each tgid. ``RawSample/isUnwound`` tells them apart.
 ///
 /// Allocation-free per sample in the steady state: the returned sample's
 /// stack storage is reused for the next one (kept capacity), so as long as
@@ -307,7 +327,7 @@ public struct RawSampleCursor {
             case .mappings:
                 inForce[reader.snapshots[nextSnapshot].pid] = nextSnapshot
                 nextSnapshot += 1
-            case .sample:
+            case .sample, .unwoundSample:
                 let tgid = Int32(bitPattern: b.u32(p + L.tgid))
                 if let pid, pid != tgid { continue }
                 guard let kind = SampleKind(rawValue: b.u16(p + L.kind)) else { continue }
@@ -330,7 +350,23 @@ public struct RawSampleCursor {
                 sample.kernelFrameCount = k
                 sample.stackBytes.removeAll(keepingCapacity: true)
                 let start = p + L.fixedSize
-                sample.stackBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[start..<(start + k * 8 + u)]))
+                if type == .sample {
+                    sample.userFrameCount = nil
+                    sample.unwindStop = 0
+                    sample.unwoundFromUserStackCount = 0
+                    sample.stackBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[start..<(start + k * 8 + u)]))
+                } else {
+                    // Kernel frames, then the user frames after their 4-byte
+                    // header: the same layout in `stackBytes`, two copies.
+                    let h = start + k * 8
+                    let n = Int(b.u16(h + L.userFrameCount))
+                    sample.userFrameCount = n
+                    sample.unwindStop = b[h + L.unwindStop]
+                    sample.unwoundFromUserStackCount = u
+                    sample.stackBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[start..<h]))
+                    let frames = h + L.unwoundHeaderSize
+                    sample.stackBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[frames..<(frames + n * 8)]))
+                }
                 return (sample, inForce[tgid].map { reader.snapshots[$0] })
             default:
                 continue

@@ -23,7 +23,7 @@ public final class RawFileWriter: @unchecked Sendable {
 
     /// The destination path.
     public var path: String { file.destination }
-    /// Sample records written so far.
+    /// Sample records written so far, raw and unwound.
     public private(set) var samplesWritten: UInt64 = 0
     /// Bytes written so far (header and all records, buffered or not).
     public var bytesWritten: UInt64 { file.bytesWritten }
@@ -31,7 +31,7 @@ public final class RawFileWriter: @unchecked Sendable {
     /// Creates the temporary file next to `path`. Fails here, before anything
     /// is recorded, if the directory is missing or not writable.
     ///
-    /// `mode`: the file holds copies of user stacks, which can contain
+    /// `mode`: the file can hold copies of user stacks, which can contain
     /// anything the profiled programs had in memory; pass 0o600 when the
     /// recording should not be readable by other users.
     public init(path: String, mode: mode_t = 0o644,
@@ -106,46 +106,124 @@ public final class RawFileWriter: @unchecked Sendable {
         }
     }
 
-    /// Appends one sample record. Allocation-free: the record is encoded in
-    /// place in the file's write buffer, and the stack bytes copied once,
-    /// from the sample to that buffer (the writer thread sees every sample;
-    /// an allocation here would be one per sample, thousands per second).
+    /// Appends one sample record: type 4 (the user-stack bytes as copied) for
+    /// a raw sample; type 6 for a sample that is already unwound
+    /// (``RawSample/isUnwound``, e.g. one read from another file), with its
+    /// own frames, stop and captured byte count.
+    ///
+    /// Allocation-free: the record is encoded in place in the file's write
+    /// buffer, and the stack bytes copied once, from the sample to that buffer
+    /// (the writer thread sees every sample; an allocation here would be one
+    /// per sample, thousands per second).
     public func writeSample(_ s: RawSample) throws(CaptureError) {
         precondition(wroteMetadata, "RawFileWriter: writeMetadata must come first")
         precondition(s.kernelFrameCount >= 0 && s.kernelFrameCount <= Int(UInt16.max)
                      && s.stackBytes.count >= s.kernelFrameCount * 8, "RawSample with inconsistent kernel frame count")
+        if let frameCount = s.userFrameCount {
+            precondition(frameCount >= 0 && s.stackBytes.count == (s.kernelFrameCount + frameCount) * 8,
+                         "unwound RawSample with inconsistent user frame count")
+            // The frames are already little-endian u64s in `stackBytes`.
+            let kernelBytes = s.kernelFrameCount * 8
+            try writeUnwound(s, frameCount: frameCount, stop: s.unwindStop) { dst in
+                s.stackBytes.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress! + kernelBytes, byteCount: frameCount * 8) }
+            }
+            return
+        }
         let stackCount = s.stackBytes.count
         let userCount = stackCount - s.kernelFrameCount * 8
         let payload = RawSampleLayout.payloadSize(kernelFrames: s.kernelFrameCount, userStack: userCount)
         try file.withWriteSpace(RawFrame.size + payload) { out in
-            let p = out.baseAddress!
-            p.storeBytes(of: RawRecordType.sample.rawValue.littleEndian, toByteOffset: 0, as: UInt32.self)
-            p.storeBytes(of: UInt32(payload).littleEndian, toByteOffset: 4, as: UInt32.self)
-            let r = p + RawFrame.size
-            typealias L = RawSampleLayout
-            r.storeBytes(of: s.kind.rawValue.littleEndian, toByteOffset: L.kind, as: UInt16.self)
-            r.storeBytes(of: UInt16(s.kernelFrameCount).littleEndian, toByteOffset: L.kernelFrameCount, as: UInt16.self)
-            r.storeBytes(of: s.flags.rawValue.littleEndian, toByteOffset: L.flags, as: UInt32.self)
-            r.storeBytes(of: s.tgid.littleEndian, toByteOffset: L.tgid, as: Int32.self)
-            r.storeBytes(of: s.tid.littleEndian, toByteOffset: L.tid, as: Int32.self)
-            r.storeBytes(of: s.timeNanoseconds.littleEndian, toByteOffset: L.timeNs, as: UInt64.self)
-            r.storeBytes(of: s.cpu.littleEndian, toByteOffset: L.cpu, as: UInt32.self)
-            r.storeBytes(of: s.userStackRequested.littleEndian, toByteOffset: L.userStackRequested, as: UInt32.self)
-            r.storeBytes(of: s.ip.rawValue.littleEndian, toByteOffset: L.ip, as: UInt64.self)
-            r.storeBytes(of: s.sp.rawValue.littleEndian, toByteOffset: L.sp, as: UInt64.self)
-            r.storeBytes(of: s.bp.rawValue.littleEndian, toByteOffset: L.bp, as: UInt64.self)
-            r.storeBytes(of: s.weight.littleEndian, toByteOffset: L.weight, as: UInt64.self)
-            r.storeBytes(of: (s.stackEnd?.rawValue ?? 0).littleEndian, toByteOffset: L.stackEnd, as: UInt64.self)
-            r.storeBytes(of: UInt32(userCount).littleEndian, toByteOffset: L.userStackLength, as: UInt32.self)
-            r.storeBytes(of: s.comm.low.littleEndian, toByteOffset: L.comm, as: UInt64.self)
-            r.storeBytes(of: s.comm.high.littleEndian, toByteOffset: L.comm + 8, as: UInt64.self)
+            let r = Self.storeFrameAndFixedPart(s, type: .sample, payload: payload, userStackLength: userCount, into: out)
             // Kernel frames are already little-endian u64s in `stackBytes`
             // (RawSample's layout), followed by the user stack: one copy.
             if stackCount > 0 {
-                s.stackBytes.withUnsafeBytes { (r + L.fixedSize).copyMemory(from: $0.baseAddress!, byteCount: stackCount) }
+                s.stackBytes.withUnsafeBytes { (r + RawSampleLayout.fixedSize).copyMemory(from: $0.baseAddress!, byteCount: stackCount) }
             }
         }
         samplesWritten += 1
+    }
+
+    /// Appends one unwound-sample record (type 6, format 1.1): `s` as
+    /// captured, but with its user stack replaced by `userFrames` (innermost
+    /// first: the sampled ip, then return addresses) and `stop`, why the
+    /// unwind ended (SprofUnwind's `UnwindStop` raw value, 0 = complete).
+    /// The record keeps `s`'s fixed part, including how many user-stack bytes
+    /// were copied, and its kernel frames; its user-stack bytes are not
+    /// written. (`s` may also be an unwound sample read from a file: its
+    /// kernel frames and captured byte count are kept, its frames replaced.)
+    ///
+    /// Allocation-free per call, like ``writeSample(_:)``. At most 65535
+    /// user frames (the count is a u16).
+    public func writeUnwoundSample(_ s: RawSample, userFrames: UnsafeBufferPointer<UInt64>,
+                                   stop: UInt8) throws(CaptureError) {
+        precondition(wroteMetadata, "RawFileWriter: writeMetadata must come first")
+        precondition(s.kernelFrameCount >= 0 && s.kernelFrameCount <= Int(UInt16.max)
+                     && s.stackBytes.count >= s.kernelFrameCount * 8, "RawSample with inconsistent kernel frame count")
+        try writeUnwound(s, frameCount: userFrames.count, stop: stop) { dst in
+            #if _endian(little)
+            dst.copyMemory(from: userFrames.baseAddress!, byteCount: userFrames.count * 8)
+            #else
+            for i in 0..<userFrames.count {
+                dst.storeBytes(of: userFrames[i].littleEndian, toByteOffset: i * 8, as: UInt64.self)
+            }
+            #endif
+        }
+    }
+
+    /// The type-6 record of `s` with `frameCount` user frames, which
+    /// `copyFrames` stores (little-endian u64s) at the pointer it is given;
+    /// called only when `frameCount > 0`.
+    private func writeUnwound(_ s: RawSample, frameCount: Int, stop: UInt8,
+                              copyFrames: (UnsafeMutableRawPointer) -> Void) throws(CaptureError) {
+        precondition(frameCount <= RawSampleLayout.maxUserFrames,
+                     "RawFileWriter: \(frameCount) user frames, at most \(RawSampleLayout.maxUserFrames)")
+        typealias L = RawSampleLayout
+        let kernelBytes = s.kernelFrameCount * 8
+        let payload = L.unwoundPayloadSize(kernelFrames: s.kernelFrameCount, userFrames: frameCount)
+        let captured = s.capturedUserStackCount
+        try file.withWriteSpace(RawFrame.size + payload) { out in
+            let r = Self.storeFrameAndFixedPart(s, type: .unwoundSample, payload: payload,
+                                                userStackLength: captured, into: out)
+            if kernelBytes > 0 {
+                s.stackBytes.withUnsafeBytes { (r + L.fixedSize).copyMemory(from: $0.baseAddress!, byteCount: kernelBytes) }
+            }
+            let h = r + L.fixedSize + kernelBytes
+            h.storeBytes(of: UInt16(frameCount).littleEndian, toByteOffset: L.userFrameCount, as: UInt16.self)
+            h.storeBytes(of: stop, toByteOffset: L.unwindStop, as: UInt8.self)
+            h.storeBytes(of: 0, toByteOffset: L.unwoundReserved, as: UInt8.self)
+            if frameCount > 0 { copyFrames(h + L.unwoundHeaderSize) }
+        }
+        samplesWritten += 1
+    }
+
+    /// Writes the 8-byte frame and the 92-byte fixed part shared by sample
+    /// and unwound-sample records at the start of `out`; returns where the
+    /// payload starts.
+    @inline(__always)
+    private static func storeFrameAndFixedPart(_ s: RawSample, type: RawRecordType, payload: Int, userStackLength: Int,
+                                               into out: UnsafeMutableRawBufferPointer) -> UnsafeMutableRawPointer {
+        let p = out.baseAddress!
+        p.storeBytes(of: type.rawValue.littleEndian, toByteOffset: 0, as: UInt32.self)
+        p.storeBytes(of: UInt32(payload).littleEndian, toByteOffset: 4, as: UInt32.self)
+        let r = p + RawFrame.size
+        typealias L = RawSampleLayout
+        r.storeBytes(of: s.kind.rawValue.littleEndian, toByteOffset: L.kind, as: UInt16.self)
+        r.storeBytes(of: UInt16(s.kernelFrameCount).littleEndian, toByteOffset: L.kernelFrameCount, as: UInt16.self)
+        r.storeBytes(of: s.flags.rawValue.littleEndian, toByteOffset: L.flags, as: UInt32.self)
+        r.storeBytes(of: s.tgid.littleEndian, toByteOffset: L.tgid, as: Int32.self)
+        r.storeBytes(of: s.tid.littleEndian, toByteOffset: L.tid, as: Int32.self)
+        r.storeBytes(of: s.timeNanoseconds.littleEndian, toByteOffset: L.timeNs, as: UInt64.self)
+        r.storeBytes(of: s.cpu.littleEndian, toByteOffset: L.cpu, as: UInt32.self)
+        r.storeBytes(of: s.userStackRequested.littleEndian, toByteOffset: L.userStackRequested, as: UInt32.self)
+        r.storeBytes(of: s.ip.rawValue.littleEndian, toByteOffset: L.ip, as: UInt64.self)
+        r.storeBytes(of: s.sp.rawValue.littleEndian, toByteOffset: L.sp, as: UInt64.self)
+        r.storeBytes(of: s.bp.rawValue.littleEndian, toByteOffset: L.bp, as: UInt64.self)
+        r.storeBytes(of: s.weight.littleEndian, toByteOffset: L.weight, as: UInt64.self)
+        r.storeBytes(of: (s.stackEnd?.rawValue ?? 0).littleEndian, toByteOffset: L.stackEnd, as: UInt64.self)
+        r.storeBytes(of: UInt32(truncatingIfNeeded: userStackLength).littleEndian, toByteOffset: L.userStackLength, as: UInt32.self)
+        r.storeBytes(of: s.comm.low.littleEndian, toByteOffset: L.comm, as: UInt64.self)
+        r.storeBytes(of: s.comm.high.littleEndian, toByteOffset: L.comm + 8, as: UInt64.self)
+        return r
     }
 
     /// Writes a record of any type. Readers that do not know `type` skip it;

@@ -49,8 +49,10 @@ public struct Comm: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// One sample as the BPF program captured it: registers, the kernel stack and
-/// a copy of the user stack from `sp` upwards. A value type; the only heap
-/// storage is `stackBytes` (kernel frames, then user-stack bytes).
+/// a copy of the user stack from `sp` upwards — or, for an *unwound* sample
+/// (``isUnwound``), the user stack already unwound at record time into return
+/// addresses. A value type; the only heap storage is `stackBytes` (kernel
+/// frames, then user-stack bytes or user frames).
 public struct RawSample: Sendable {
     public var kind: SampleKind
     public var flags: SampleFlags
@@ -73,8 +75,22 @@ public struct RawSample: Sendable {
     /// Number of kernel frames at the front of `stackBytes` (8 bytes each).
     public var kernelFrameCount: Int
     /// Kernel return addresses (8 bytes each, innermost first), then the user
-    /// stack copy from `sp`.
+    /// stack copy from `sp` — or, for an unwound sample, the user frames.
     public var stackBytes: [UInt8]
+    /// Set when the user stack was unwound at record time: `stackBytes` then holds the kernel frames followed by
+    /// `userFrameCount` user frames (8 bytes each, little-endian, innermost first: the sampled ip, then return addresses)
+    /// instead of user-stack bytes, and `unwindStop` says why the unwind stopped (0 = complete, the stack is whole; any
+    /// other value = truncated; values are SprofUnwind's `UnwindStop` raw values, opaque to Capture).
+    ///
+    /// nil: a raw sample (the user-stack bytes are present). ``userStack`` and ``userStackCount`` are empty for
+    /// unwound samples.
+    public var userFrameCount: Int? = nil
+    /// Why the record-time unwind stopped; meaningful only when ``userFrameCount`` is set (0 otherwise).
+    public var unwindStop: UInt8 = 0
+    /// Unwound samples: user-stack bytes the kernel had copied, which the unwind read and the file does not keep
+    /// (diagnostics: a truncated unwind over a short copy wants a larger `--stack-size`). See
+    /// ``capturedUserStackCount``.
+    var unwoundFromUserStackCount = 0
 
     public init(kind: SampleKind, flags: SampleFlags, tgid: Int32, tid: Int32, timeNanoseconds: UInt64,
                 cpu: UInt32, comm: Comm, ip: ProcessAddress, sp: ProcessAddress, bp: ProcessAddress,
@@ -92,6 +108,25 @@ public struct RawSample: Sendable {
         stackBytes = bytes
     }
 
+    /// An unwound sample: `userFrames` (innermost first: the sampled ip, then
+    /// return addresses) in place of the user-stack bytes. `unwindStop` is
+    /// SprofUnwind's `UnwindStop` raw value (0 = complete);
+    /// `capturedUserStackCount` the user-stack bytes the unwind had read.
+    public init(kind: SampleKind, flags: SampleFlags, tgid: Int32, tid: Int32, timeNanoseconds: UInt64,
+                cpu: UInt32, comm: Comm, ip: ProcessAddress, sp: ProcessAddress, bp: ProcessAddress,
+                weight: UInt64, stackEnd: ProcessAddress?, userStackRequested: UInt32,
+                kernelStack: [KernelAddress], userFrames: [ProcessAddress], unwindStop: UInt8,
+                capturedUserStackCount: Int = 0) {
+        self.init(kind: kind, flags: flags, tgid: tgid, tid: tid, timeNanoseconds: timeNanoseconds, cpu: cpu,
+                  comm: comm, ip: ip, sp: sp, bp: bp, weight: weight, stackEnd: stackEnd,
+                  userStackRequested: userStackRequested, kernelStack: kernelStack, userStack: [])
+        stackBytes.reserveCapacity(kernelStack.count * 8 + userFrames.count * 8)
+        for a in userFrames { withUnsafeBytes(of: a.rawValue.littleEndian) { stackBytes.append(contentsOf: $0) } }
+        userFrameCount = userFrames.count
+        self.unwindStop = unwindStop
+        unwoundFromUserStackCount = capturedUserStackCount
+    }
+
     /// Kernel return addresses, innermost first.
     public var kernelStack: [KernelAddress] {
         (0..<kernelFrameCount).map { kernelFrame($0) }
@@ -101,9 +136,36 @@ public struct RawSample: Sendable {
         stackBytes.withUnsafeBytes { KernelAddress(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))) }
     }
 
-    /// Bytes copied from the user stack, starting at `sp`.
-    public var userStack: ArraySlice<UInt8> { stackBytes[(kernelFrameCount * 8)...] }
-    public var userStackCount: Int { stackBytes.count - kernelFrameCount * 8 }
+    /// Bytes copied from the user stack, starting at `sp`; empty for an
+    /// unwound sample.
+    public var userStack: ArraySlice<UInt8> {
+        userFrameCount == nil ? stackBytes[(kernelFrameCount * 8)...] : stackBytes[stackBytes.endIndex...]
+    }
+    /// `userStack.count`: 0 for an unwound sample.
+    public var userStackCount: Int { userFrameCount == nil ? stackBytes.count - kernelFrameCount * 8 : 0 }
+
+    /// The user stack was unwound at record time: ``userFrames`` instead of
+    /// ``userStack``.
+    public var isUnwound: Bool { userFrameCount != nil }
+
+    /// User frame `i` of an unwound sample (`i < userFrameCount`): 0 is the
+    /// sampled ip, then return addresses, outwards.
+    @inlinable public func userFrame(_ i: Int) -> ProcessAddress {
+        stackBytes.withUnsafeBytes {
+            ProcessAddress(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: (kernelFrameCount + i) * 8, as: UInt64.self)))
+        }
+    }
+
+    /// All user frames of an unwound sample, innermost first; empty for a raw
+    /// sample. Allocates: prefer ``userFrame(_:)`` per sample.
+    public var userFrames: [ProcessAddress] {
+        (0..<(userFrameCount ?? 0)).map { userFrame($0) }
+    }
+
+    /// User-stack bytes the kernel copied for this sample: ``userStackCount``
+    /// for a raw sample; for an unwound one, what the unwind had to work with
+    /// (the record's user-stack length, kept for diagnostics).
+    public var capturedUserStackCount: Int { userFrameCount == nil ? userStackCount : unwoundFromUserStackCount }
 }
 
 /// Decoding of `struct sprof_sample` records (bpf/include/sprof_abi.h).

@@ -35,11 +35,28 @@ public struct RecordSettings: Sendable {
     public var queueBytes: Int = 64 << 20
     /// Print a live status line on stderr (only when stderr is a terminal).
     public var statusLine: Bool = false
+    /// Unwinds user stacks on the writer thread, so the file holds return
+    /// addresses instead of stack bytes; nil keeps the raw bytes (`--raw`).
+    /// Made on the writer thread, used only there.
+    public var makeUnwinder: (@Sendable () -> any OnlineUnwinding)?
 
     public init(target: RecordTarget, output: String) {
         self.target = target
         self.output = output
     }
+}
+
+/// Online unwinding, provided by a layer above capture (SprofUnwind), so
+/// capture knows nothing of CFI.
+public protocol OnlineUnwinding: AnyObject {
+    /// Writes the user frames of `sample` (innermost first) into `frames`
+    /// using its process's mappings of generation `generation`; returns how
+    /// many and why the walk stopped (0: complete), or nil to keep the raw
+    /// stack bytes for this sample.
+    func unwind(_ sample: RawSample, generation: UInt64, mappings: [Mapping],
+                into frames: UnsafeMutableBufferPointer<UInt64>) -> (count: Int, stop: UInt8)?
+    /// The process exited or exec'd: drop what is cached for it.
+    func forget(pid: Int32)
 }
 
 /// Why a recording ended.
@@ -155,10 +172,14 @@ public final class Recorder: @unchecked Sendable {
         // written by the writer thread: the file has one writer.
         let exitNotices = Mutex<[ExitNotice]>([])
         let writerDone = DispatchSemaphore(value: 0)
+        let makeUnwinder = s.makeUnwinder
         let writerThread = Thread {
             defer { writerDone.signal() }
             var records = ProcessRecords()
             var generations: [Int32: UInt64] = [:]
+            let unwinder = makeUnwinder?()
+            let frames = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: 512)
+            defer { frames.deallocate() }
             func keep(_ error: CaptureError) { writeError.withLock { if $0 == nil { $0 = error } } }
             func writeExits() throws(CaptureError) {
                 let notices = exitNotices.withLock { n -> [ExitNotice] in
@@ -179,10 +200,19 @@ public final class Recorder: @unchecked Sendable {
                     if sample.flags.contains(.userRegisters) { processes.noteAddress(sample.ip, pid: sample.tgid) }
                     let gen = processes.generation(of: sample.tgid)
                     if generations[sample.tgid] != gen {
+                        if generations[sample.tgid] != nil {
+                            // New mappings (exec, dlopen): the command and executable may have changed too.
+                            try writer.writeProcess(records.updated(processes.processInfo(pid: sample.tgid, comm: sample.comm.description)))
+                        }
                         generations[sample.tgid] = gen
                         try writer.writeMappings(pid: sample.tgid, generation: gen, mappings: processes.mappings(of: sample.tgid))
                     }
-                    try writer.writeSample(sample)
+                    if let unwinder,
+                       let (count, stop) = unwinder.unwind(sample, generation: gen, mappings: processes.mappings(of: sample.tgid), into: frames) {
+                        try writer.writeUnwoundSample(sample, userFrames: UnsafeBufferPointer(start: frames.baseAddress, count: count), stop: stop)
+                    } else {
+                        try writer.writeSample(sample)
+                    }
                     samplesWritten.add(1, ordering: .relaxed)
                 } catch {
                     keep(error)
@@ -377,6 +407,18 @@ struct ProcessRecords {
         r.exited = true
         r.exitTimeNanoseconds = time
         written[pid] = r
+        return r
+    }
+
+    /// A newer record for a pid that has one (after exec): keeps what is
+    /// known of its exit.
+    mutating func updated(_ info: RawProcess) -> RawProcess {
+        var r = info
+        if let old = written[info.pid], old.exited {
+            r.exited = true
+            r.exitTimeNanoseconds = old.exitTimeNanoseconds
+        }
+        written[r.pid] = r
         return r
     }
 

@@ -29,6 +29,15 @@ public final class SampleUnwinder {
     public func unwind<R>(_ sample: RawSample, pid: Int32, generation: UInt64, mappings: [Mapping],
                           _ body: (UnsafeBufferPointer<UInt64>, UnwindOutcome) -> R) -> R {
         samples += 1
+        if let n = sample.userFrameCount {
+            // Unwound while recording: its stack bytes are frames already.
+            let count = min(n, buffer.count)
+            for i in 0..<count { buffer[i] = sample.userFrame(i).rawValue }
+            let outcome = UnwindOutcome(frameCount: count, stop: UnwindStop(rawValue: sample.unwindStop) ?? .badCFI)
+            stops[Int(outcome.stop.rawValue)] += 1
+            frames += UInt64(count)
+            return body(UnsafeBufferPointer(start: buffer.baseAddress, count: count), outcome)
+        }
         guard sample.flags.contains(.userRegisters) else {
             stops[Int(UnwindStop.noUserRegisters.rawValue)] += 1
             return body(UnsafeBufferPointer(start: buffer.baseAddress, count: 0), UnwindOutcome(frameCount: 0, stop: .noUserRegisters))
@@ -58,5 +67,19 @@ public final class SampleUnwinder {
     /// Forget a process (it exited).
     public func forget(pid: Int32) {
         processes = processes.filter { $0.key.pid != pid }
+    }
+}
+
+extension SampleUnwinder: OnlineUnwinding {
+    /// Online unwinding for `sprof record`: the frames go straight into the
+    /// recorder's buffer.
+    public func unwind(_ sample: RawSample, generation: UInt64, mappings: [Mapping],
+                       into out: UnsafeMutableBufferPointer<UInt64>) -> (count: Int, stop: UInt8)? {
+        guard sample.flags.contains(.userRegisters) else { return (0, UnwindStop.noUserRegisters.rawValue) }
+        return unwind(sample, pid: sample.tgid, generation: generation, mappings: mappings) { frames, outcome in
+            let n = min(frames.count, out.count)
+            for i in 0..<n { out[i] = frames[i] }
+            return (n, outcome.stop.rawValue)
+        }
     }
 }

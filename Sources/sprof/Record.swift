@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SprofCapture
+import SprofUnwind
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,6 +38,9 @@ struct Record: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("Bytes of user stack copied per sample, 4k to 64k.", valueName: "bytes"))
     var stackSize = "32k"
+
+    @Flag(help: "Keep the raw user-stack bytes instead of unwinding while recording (larger files; `sprof report` unwinds them later).")
+    var raw = false
 
     @Option(name: .long, help: .hidden)
     var forceFallback: String?
@@ -79,6 +83,7 @@ struct Record: ParsableCommand {
             (forceFallback ?? "").split(separator: ",").map(String.init))
         if let r = ringBufferSize { settings.ringBufferBytes = r }
         settings.statusLine = true
+        if !raw { settings.makeUnwinder = { SampleUnwinder(source: .live) } }
 
         signal(SIGINT) { sig in recordStopRequested.store(sig, ordering: .relaxed) }
         signal(SIGTERM) { sig in recordStopRequested.store(sig, ordering: .relaxed) }

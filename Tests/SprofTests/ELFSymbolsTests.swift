@@ -206,6 +206,23 @@ final class ELFSymbolsTests: XCTestCase {
         m.permissions = [.read]
         XCTAssertEqual(overlap.statedAddress(of: ProcessAddress(0x7000_0800), in: m), StatedAddress(0x10_1800))
 
+        // lld's packed layout (rust_chain's, from `readelf -lW`): the R E
+        // segment starts mid-page, so its mapping begins with the R segment's
+        // last bytes; those are not code and have no stated address here.
+        let packed = try ELFFile(copying: ELFSymbolsTestTools.elfImage(segments: [
+            (offset: 0, vaddr: 0, filesz: 0x1_716c, flags: 4),                // R
+            (offset: 0x1_7170, vaddr: 0x1_8170, filesz: 0x3_feb0, flags: 5),  // R X
+        ], fileSize: 0x6_0000))
+        let code = Mapping(start: ProcessAddress(0x5555_0001_8000), end: ProcessAddress(0x5555_0005_8000),
+                           fileOffset: FileOffset(0x1_7000), permissions: [.read, .execute], path: "r")
+        let rodata = Mapping(start: ProcessAddress(0x5555_0000_0000), end: ProcessAddress(0x5555_0001_8000),
+                             fileOffset: FileOffset(0), permissions: [.read], path: "r")
+        XCTAssertEqual(packed.statedAddress(of: ProcessAddress(0x5555_0001_8170), in: code), StatedAddress(0x1_8170))
+        XCTAssertEqual(packed.statedAddress(of: ProcessAddress(0x5555_0002_0000), in: code), StatedAddress(0x2_0000))
+        XCTAssertNil(packed.statedAddress(of: ProcessAddress(0x5555_0001_8010), in: code), "the R segment's tail")
+        XCTAssertEqual(packed.statedAddress(of: ProcessAddress(0x5555_0001_7010), in: rodata), StatedAddress(0x1_7010))
+        XCTAssertNil(packed.statedAddress(of: ProcessAddress(0x5555_0001_7170), in: rodata), "the R E segment's head")
+
         // A file without PT_LOAD, and a mapping whose numbers wrap: nil, no trap.
         let none = try ELFFile(copying: ELFSymbolsTestTools.elfImage(segments: []))
         XCTAssertNil(none.statedAddress(of: ProcessAddress(0x7000_0800), in: m))
@@ -461,9 +478,10 @@ enum ELFSymbolsTestTools {
     }
 
     /// A minimal ELF64 LE file: the header, then `PT_LOAD` program headers,
-    /// no sections, padded to 0x4000 bytes so every segment is in the file.
-    static func elfImage(segments: [(offset: UInt64, vaddr: UInt64, filesz: UInt64, flags: UInt32)]) -> [UInt8] {
-        var b = [UInt8](repeating: 0, count: 0x4000)
+    /// no sections, padded to `fileSize` bytes so every segment is in the file.
+    static func elfImage(segments: [(offset: UInt64, vaddr: UInt64, filesz: UInt64, flags: UInt32)],
+                         fileSize: Int = 0x4000) -> [UInt8] {
+        var b = [UInt8](repeating: 0, count: fileSize)
         b[0] = 0x7f; b[1] = 0x45; b[2] = 0x4c; b[3] = 0x46     // e_ident: magic
         b[4] = 2; b[5] = 1; b[6] = 1                            // ELFCLASS64, ELFDATA2LSB, EV_CURRENT
         put(UInt16(3), at: 16, in: &b)                          // e_type ET_DYN

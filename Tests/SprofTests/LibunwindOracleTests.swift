@@ -1,13 +1,8 @@
 import Foundation
-import XCTest
-
-// SprofUnwind's oracle needs the CUnwindOracle C module, visible here only
-// when this test target depends on SprofUnwind (Package.swift). Without
-// it the tests are not compiled, and one test says so as a skip.
-#if canImport(CUnwindOracle)
 import SprofBase
 import SprofCapture
 import SprofUnwind
+import XCTest
 
 /// The libunwind oracle against a program compiled here: `main -> a -> b -> c`
 /// built with `-O2 -fomit-frame-pointer`, where `c` records its own ip, sp
@@ -476,13 +471,3 @@ private struct SplitMix64 {
         return z ^ (z >> 31)
     }
 }
-
-#else
-
-final class LibunwindOracleTests: XCTestCase {
-    func testOracleIsBuilt() throws {
-        throw XCTSkip("LibunwindOracleTests need SprofUnwind in the SprofTests target's dependencies (Package.swift)")
-    }
-}
-
-#endif

@@ -261,10 +261,297 @@ final class RawFileTests: XCTestCase {
         XCTAssertEqual(snap.mapping(containing: ProcessAddress(0x7ffd_0000_1000))?.path, "[stack]")
     }
 
+    // MARK: Unwound samples (format 1.1)
+
+    /// Writes `s` as an unwound sample with these frames.
+    static func writeUnwound(_ w: RawFileWriter, _ s: RawSample, frames: [UInt64], stop: UInt8) throws {
+        try frames.withUnsafeBufferPointer { try w.writeUnwoundSample(s, userFrames: $0, stop: stop) }
+    }
+
+    /// What reading back `raw` written with `frames` and `stop` must give.
+    static func expectedUnwound(_ raw: RawSample, frames: [UInt64], stop: UInt8) -> RawSample {
+        RawSample(kind: raw.kind, flags: raw.flags, tgid: raw.tgid, tid: raw.tid, timeNanoseconds: raw.timeNanoseconds,
+                  cpu: raw.cpu, comm: raw.comm, ip: raw.ip, sp: raw.sp, bp: raw.bp, weight: raw.weight,
+                  stackEnd: raw.stackEnd, userStackRequested: raw.userStackRequested, kernelStack: raw.kernelStack,
+                  userFrames: frames.map { ProcessAddress($0) }, unwindStop: stop,
+                  capturedUserStackCount: raw.userStackCount)
+    }
+
+    func assertSameUnwound(_ a: RawSample, _ b: RawSample, _ context: String = "",
+                           file: StaticString = #filePath, line: UInt = #line) {
+        assertSame(a, b, context, file: file, line: line)
+        XCTAssertEqual(a.userFrameCount, b.userFrameCount, context, file: file, line: line)
+        XCTAssertEqual(a.unwindStop, b.unwindStop, context, file: file, line: line)
+        XCTAssertEqual(a.isUnwound, b.isUnwound, context, file: file, line: line)
+        XCTAssertEqual(a.capturedUserStackCount, b.capturedUserStackCount, context, file: file, line: line)
+        XCTAssertEqual(a.userFrames, b.userFrames, context, file: file, line: line)
+        XCTAssertEqual(a.kernelStack, b.kernelStack, context, file: file, line: line)
+    }
+
+    func testUnwoundSamplesRoundTrip() throws {
+        var rng = SplitMix64(state: 0x0eb1_1234)
+        let file = path("unwound.raw")
+        let w = try RawFileWriter(path: file, bufferCapacity: 4096)  // smaller than 512 frames: exercises flushing
+        try w.writeMetadata(Self.metadata)
+        try w.writeMappings(pid: 7, generation: 1, mappings: Self.mappings(0x40_0000, path: "/bin/seven"))
+        // (kernel frames, user frames, stop, user-stack bytes captured)
+        let shapes: [(Int, Int, UInt8, Int)] = [
+            (0, 0, 0, 0), (0, 1, 0, 512), (3, 1, 5, 8), (0, 512, 3, 65536), (SampleLayout.maxKernelFrames, 512, 0, 4096),
+            (2, 0, 8, 0), (1, 7, 255, 100), (0, 2, 0, 16),
+        ]
+        var expected: [RawSample] = []
+        var sizes: [Int] = []
+        for (i, (k, n, stop, u)) in shapes.enumerated() {
+            var raw = Self.randomSample(&rng, index: 3)  // random fixed fields
+            raw.tgid = 7
+            raw.kernelFrameCount = k
+            raw.stackBytes = (0..<(k * 8 + u)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let frames = (0..<n).map { _ in rng.next() }
+            let before = Int(w.bytesWritten)
+            try Self.writeUnwound(w, raw, frames: frames, stop: stop)
+            sizes.append(Int(w.bytesWritten) - before)
+            expected.append(Self.expectedUnwound(raw, frames: frames, stop: stop))
+            // The record size is the layout's: frame, fixed part, kernel frames, 4-byte header, 8 bytes a frame.
+            XCTAssertEqual(sizes[i], RawFrame.size + RawSampleLayout.fixedSize + 8 * k + 4 + 8 * n, "shape \(i)")
+        }
+        try w.finish(stats: RawStats(samplesLost: 0, durationNanoseconds: 1, endReason: "duration elapsed"))
+        XCTAssertEqual(w.samplesWritten, UInt64(shapes.count))
+
+        let r = try RawFileReader(path: file)
+        XCTAssertEqual(r.formatVersion, RawFormatVersion(major: 1, minor: 1))
+        XCTAssertEqual(r.sampleCount, shapes.count)
+        XCTAssertEqual(r.unwoundSampleCount, shapes.count)
+        XCTAssertEqual(r.sampleCounts, [7: shapes.count])
+        XCTAssertEqual(r.warnings, [], "the stats count includes unwound samples")
+        XCTAssertTrue(r.isComplete)
+        var read: [RawSample] = []
+        r.forEachSample { s, m in
+            XCTAssertEqual(m?.generation, 1)
+            read.append(s)
+        }
+        XCTAssertEqual(read.count, expected.count)
+        for (i, (a, b)) in zip(expected, read).enumerated() {
+            assertSameUnwound(a, b, "sample \(i)")
+            XCTAssertTrue(b.isUnwound)
+            XCTAssertTrue(b.userStack.isEmpty, "sample \(i)")
+            XCTAssertEqual(b.userStackCount, 0)
+            XCTAssertEqual(b.stackBytes.count, 8 * (b.kernelFrameCount + b.userFrameCount!))
+            for j in 0..<b.userFrameCount! { XCTAssertEqual(b.userFrame(j), a.userFrames[j]) }
+        }
+        XCTAssertEqual(read.map(\.userFrameCount), shapes.map { $0.1 })
+        XCTAssertEqual(read.map(\.unwindStop), shapes.map { $0.2 })
+        XCTAssertEqual(read.map(\.capturedUserStackCount), shapes.map { $0.3 })
+
+        // Copying samples through writeSample keeps them unwound, byte for byte.
+        let copy = path("copy.raw")
+        let w2 = try RawFileWriter(path: copy, bufferCapacity: 4096)
+        try w2.writeMetadata(Self.metadata)
+        try w2.writeMappings(pid: 7, generation: 1, mappings: Self.mappings(0x40_0000, path: "/bin/seven"))
+        try r.forEachSample { (s, _) throws(CaptureError) in try w2.writeSample(s) }
+        try w2.finish(stats: RawStats(samplesLost: 0, durationNanoseconds: 1, endReason: "duration elapsed"))
+        XCTAssertEqual(contents(copy), contents(file))
+        // So does writeUnwoundSample with an unwound sample and new frames: the captured count stays.
+        let w3 = try RawFileWriter(path: path("reunwound.raw"))
+        try w3.writeMetadata(Self.metadata)
+        try Self.writeUnwound(w3, read[3], frames: [1, 2], stop: 9)
+        try w3.finish(stats: RawStats(samplesLost: 0, durationNanoseconds: 1, endReason: "duration elapsed"))
+        var again: [RawSample] = []
+        try RawFileReader(path: path("reunwound.raw")).forEachSample { s, _ in again.append(s) }
+        XCTAssertEqual(again.map(\.userFrames), [[ProcessAddress(1), ProcessAddress(2)]])
+        XCTAssertEqual(again.map(\.capturedUserStackCount), [65536])
+        XCTAssertEqual(again.map(\.kernelFrameCount), [0])
+        XCTAssertEqual(again.map(\.unwindStop), [9])
+    }
+
+    func testUnwoundSampleBytesAreTheDocumentedLayout() throws {
+        let raw = Self.sample(tgid: 0x0102_0304, tid: 0x0506_0708, time: 0x1112_1314_1516_1718, ip: 0x40_1234,
+                              comm: "abc", kernel: [0xffff_ffff_8100_0010], user: [9, 9, 9, 9, 9],
+                              flags: [.userRegisters, .viaFindVMA])
+        let w = try RawFileWriter(path: path("layout.raw"))
+        try w.writeMetadata(Self.metadata)
+        let start = Int(w.bytesWritten)
+        try Self.writeUnwound(w, raw, frames: [0x40_1234, 0x40_2345], stop: 2)
+        try w.finish(stats: RawStats(samplesLost: 0, durationNanoseconds: 1, endReason: "duration elapsed"))
+        let bytes = try XCTUnwrap(contents(path("layout.raw")))
+        XCTAssertEqual(Array(bytes[RawHeader.majorOffset..<(RawHeader.majorOffset + 4)]), [1, 0, 1, 0], "format 1.1")
+        // Hand-encoded from docs/raw-format.md.
+        var e = RawEncoder()
+        e.u32(6); e.u32(92 + 8 + 4 + 16)
+        e.u16(1); e.u16(1); e.u32(raw.flags.rawValue); e.i32(0x0102_0304); e.i32(0x0506_0708)
+        e.u64(0x1112_1314_1516_1718); e.u32(3); e.u32(32768)
+        e.u64(0x40_1234); e.u64(0x7ffd_0000_1000); e.u64(0x7ffd_0000_1080); e.u64(0); e.u64(0x7ffd_0002_1000)
+        e.u32(5)                                           // user-stack bytes copied at capture, not in the record
+        e.bytes += Array("abc".utf8) + [UInt8](repeating: 0, count: 13)
+        e.u64(0xffff_ffff_8100_0010)                       // kernel frame
+        e.u16(2); e.u8(2); e.u8(0)                         // frame count, stop, reserved
+        e.u64(0x40_1234); e.u64(0x40_2345)
+        XCTAssertEqual(Array(bytes[start..<(start + e.bytes.count)]), e.bytes)
+    }
+
+    func testMixedRawAndUnwoundSamples() throws {
+        var rng = SplitMix64(state: 0x0313_3d)
+        let file = path("mixed.raw")
+        let w = try RawFileWriter(path: file, bufferCapacity: 100_000)
+        try w.writeMetadata(Self.metadata)
+        try w.writeMappings(pid: 1, generation: 1, mappings: Self.mappings(0x40_0000, path: "/bin/one"))
+        var expected: [RawSample] = []
+        for i in 0..<200 {
+            var s = Self.randomSample(&rng, index: i)
+            s.tgid = Int32(1 + i % 3)
+            if i == 100 { try w.writeMappings(pid: 1, generation: 2, mappings: Self.mappings(0x80_0000, path: "/bin/two")) }
+            // Runs of each kind, and alternation: the cursor's reused storage must reset between them.
+            if (i / 3) % 2 == 1 || i % 7 == 0 {
+                let frames = (0..<Int.random(in: 0...40, using: &rng)).map { _ in rng.next() }
+                let stop = UInt8.random(in: 0...9, using: &rng)
+                try Self.writeUnwound(w, s, frames: frames, stop: stop)
+                expected.append(Self.expectedUnwound(s, frames: frames, stop: stop))
+            } else {
+                try w.writeSample(s)
+                expected.append(s)
+            }
+            if i % 50 == 0 { try w.writeProcess(RawProcess(pid: s.tgid, command: "p", executablePath: "")) }
+        }
+        try w.finish(stats: RawStats(samplesLost: 3, durationNanoseconds: 1, endReason: "interrupted"))
+
+        let r = try RawFileReader(path: file)
+        let unwound = expected.filter(\.isUnwound).count
+        XCTAssertGreaterThan(unwound, 50)
+        XCTAssertLessThan(unwound, 150)
+        XCTAssertEqual(r.sampleCount, 200)
+        XCTAssertEqual(r.unwoundSampleCount, unwound)
+        XCTAssertEqual(r.stats?.samplesWritten, 200)
+        XCTAssertEqual(r.sampleCounts, [1: 67, 2: 67, 3: 66])
+        XCTAssertEqual(r.warnings, [])
+        var read: [(RawSample, UInt64?)] = []
+        r.forEachSample { s, m in read.append((s, m?.generation)) }
+        XCTAssertEqual(read.count, 200)
+        for (i, (a, (b, generation))) in zip(expected, read).enumerated() {
+            assertSameUnwound(a, b, "sample \(i)")
+            if !a.isUnwound { XCTAssertEqual(Array(a.userStack), Array(b.userStack), "sample \(i)") }
+            XCTAssertEqual(generation, a.tgid == 1 ? (i < 100 ? 1 : 2) : nil, "sample \(i)")
+        }
+        // Filtered by pid: both kinds, in file order.
+        var only: [RawSample] = []
+        r.forEachSample(pid: 2) { s, _ in only.append(s) }
+        XCTAssertEqual(only.map(\.timeNanoseconds), expected.filter { $0.tgid == 2 }.map(\.timeNanoseconds))
+        XCTAssertEqual(only.map(\.isUnwound), expected.filter { $0.tgid == 2 }.map(\.isUnwound))
+        // The cursor's returned sample is a value: keeping one does not see later ones.
+        var cursor = r.makeSampleCursor()
+        let first = try XCTUnwrap(cursor.next()).sample
+        while cursor.next() != nil {}
+        assertSameUnwound(first, expected[0])
+    }
+
+    /// Type 4 is unchanged in 1.1, byte for byte, and a reader that does not
+    /// know type 6 — as a 1.0 reader — reads a 1.1 file's raw samples as
+    /// before, skipping the unwound ones with its unknown-record warning.
+    func testReadersThatDoNotKnowUnwoundSamplesStillReadTheRest() throws {
+        // A type-4 record hand-encoded from the 1.0 table.
+        let raw = Self.sample(tgid: 5, time: 77, comm: "x", kernel: [0xffff_ffff_8100_0020], user: [1, 2, 3])
+        var e = RawEncoder()
+        e.u32(4); e.u32(92 + 8 + 3)
+        e.u16(1); e.u16(1); e.u32(raw.flags.rawValue); e.i32(5); e.i32(5); e.u64(77); e.u32(3); e.u32(32768)
+        e.u64(0x40_1234); e.u64(0x7ffd_0000_1000); e.u64(0x7ffd_0000_1080); e.u64(0); e.u64(0x7ffd_0002_1000)
+        e.u32(3); e.bytes += [UInt8(ascii: "x")] + [UInt8](repeating: 0, count: 15)
+        e.u64(0xffff_ffff_8100_0020); e.bytes += [1, 2, 3]
+
+        let file = path("for-old-readers.raw")
+        let w = try RawFileWriter(path: file)
+        try w.writeMetadata(Self.metadata)
+        let start = Int(w.bytesWritten)
+        try w.writeSample(raw)
+        try Self.writeUnwound(w, raw, frames: [0x40_1234, 0x40_4000], stop: 0)
+        try w.writeSample(Self.sample(tgid: 5, time: 78, user: [4]))
+        try Self.writeUnwound(w, Self.sample(tgid: 6, time: 79), frames: [], stop: 1)
+        try w.finish(stats: RawStats(samplesLost: 0, durationNanoseconds: 1, endReason: "duration elapsed"))
+        var bytes = try XCTUnwrap(contents(file))
+        XCTAssertEqual(Array(bytes[start..<(start + e.bytes.count)]), e.bytes, "type 4 is the 1.0 layout")
+
+        // What a 1.0 reader sees: type 6 is a type it does not know. Renumber
+        // those records to a type this reader does not know either.
+        var offset = RawHeader.size
+        var renumbered = 0
+        while offset < bytes.count {
+            let type = bytes[offset..<(offset + 4)].reversed().reduce(0) { $0 << 8 | UInt32($1) }
+            let length = Int(bytes[(offset + 4)..<(offset + 8)].reversed().reduce(0) { $0 << 8 | UInt32($1) })
+            if type == 6 { bytes[offset] = 0xee; bytes[offset + 1] = 0xee; renumbered += 1 }
+            offset += 8 + length
+        }
+        XCTAssertEqual(offset, bytes.count, "every record frame is skippable by its length")
+        XCTAssertEqual(renumbered, 2)
+        let old = try RawFileReader(bytes: bytes, name: "old")
+        XCTAssertEqual(old.sampleCount, 2)
+        XCTAssertEqual(old.unwoundSampleCount, 0)
+        var users: [[UInt8]] = []
+        old.forEachSample { s, _ in
+            XCTAssertFalse(s.isUnwound)
+            users.append(Array(s.userStack))
+        }
+        XCTAssertEqual(users, [[1, 2, 3], [4]])
+        XCTAssertEqual(old.warnings, ["skipped 2 records of unknown type 61166 (written by a newer sprof?)",
+                                      "the stats record counts 4 samples but the file holds 2"])
+
+        // A 1.0 file (header minor 0, type-4 samples only) reads without a word.
+        let (small, _, _) = try smallFile()
+        var v10 = small
+        v10[RawHeader.minorOffset] = 0
+        let r10 = try RawFileReader(bytes: v10)
+        XCTAssertEqual(r10.formatVersion, RawFormatVersion(major: 1, minor: 0))
+        XCTAssertEqual(r10.sampleCount, 4)
+        XCTAssertEqual(r10.unwoundSampleCount, 0)
+        XCTAssertEqual(r10.warnings, ["skipped 1 record of unknown type 77 (written by a newer sprof?)"])
+        r10.forEachSample { s, _ in XCTAssertNil(s.userFrameCount); XCTAssertEqual(s.unwindStop, 0) }
+    }
+
+    func testMalformedUnwoundSamplesAreErrorsNotCrashes() throws {
+        let (bytes, ends, _) = try smallFile(unwound: true)
+        // Sample 1 (unwound, 1 kernel frame, 3 user frames) starts where sample 0 ends.
+        let at = ends[3]
+        let countAt = at + RawFrame.size + RawSampleLayout.fixedSize + 8 + RawSampleLayout.userFrameCount
+        XCTAssertEqual(bytes[countAt], 3)
+        var lying = bytes
+        lying[countAt] = 4
+        let e = expectError({ if case .malformedRecord(_, at, "unwound sample", _) = $0 { return true } else { return false } }) {
+            _ = try RawFileReader(bytes: lying)
+        }
+        XCTAssertTrue(e?.description.contains("cannot hold 1 kernel frames and 4 user frames") ?? false, "\(String(describing: e))")
+        // Kernel frames running into the frame count.
+        var kernel = bytes
+        kernel[at + RawFrame.size + RawSampleLayout.kernelFrameCount] = 5
+        _ = expectError({ if case .malformedRecord(_, at, "unwound sample", _) = $0 { return true } else { return false } }) {
+            _ = try RawFileReader(bytes: kernel)
+        }
+        // Too short for the fixed part.
+        var short = bytes
+        short[at + 4] = 10; short[at + 5] = 0
+        XCTAssertThrowsError(try RawFileReader(bytes: short))
+        // A huge captured-byte count is only diagnostics: still read.
+        var captured = bytes
+        for i in 0..<4 { captured[at + RawFrame.size + RawSampleLayout.userStackLength + i] = 0xff }
+        var counts: [Int] = []
+        try RawFileReader(bytes: captured).forEachSample { s, _ in counts.append(s.capturedUserStackCount) }
+        XCTAssertEqual(counts, [0, Int(UInt32.max), 48, 72])
+        // An unknown sample kind in an unwound record: skipped with the same warning.
+        var kind = bytes
+        kind[at + RawFrame.size + RawSampleLayout.kind] = 9
+        let r = try RawFileReader(bytes: kind)
+        XCTAssertEqual(r.sampleCount, 3)
+        XCTAssertTrue(r.warnings.contains("skipped 1 sample of unknown kind 9"), "\(r.warnings)")
+        // Random corruption: an error or a reading, never a crash.
+        var rng = SplitMix64(state: 11)
+        for _ in 0..<2000 {
+            var b = bytes
+            for _ in 0..<3 { b[Int.random(in: RawHeader.size..<b.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+            if let r = try? RawFileReader(bytes: b) { r.forEachSample { s, _ in _ = s.userFrames } }
+        }
+    }
+
     // MARK: Damaged files
 
     /// A small complete file, and the offset at which each record ends.
-    func smallFile() throws -> (bytes: [UInt8], recordEnds: [Int], samplesBefore: [Int]) {
+    /// `unwound`: samples 1 and 3 are unwound-sample records (sample i with
+    /// ``smallFileFrames(i)`` and stop i), 0 and 2 raw.
+    func smallFile(unwound: Bool = false) throws -> (bytes: [UInt8], recordEnds: [Int], samplesBefore: [Int]) {
         let file = path("small-\(UInt32.random(in: 0...UInt32.max)).raw")
         let w = try RawFileWriter(path: file)
         var ends: [Int] = []
@@ -275,8 +562,13 @@ final class RawFileTests: XCTestCase {
         try w.writeProcess(RawProcess(pid: 10, command: "p", executablePath: "/bin/p")); mark()
         try w.writeMappings(pid: 10, generation: 1, mappings: Self.mappings(0x40_0000, path: "/bin/p")); mark()
         for i in 0..<4 {
-            try w.writeSample(Self.sample(tgid: 10, time: UInt64(i), kernel: [0xffff_ffff_8100_0000 + UInt64(i)],
-                                          user: [UInt8](repeating: UInt8(i), count: 24 * i)))
+            let s = Self.sample(tgid: 10, time: UInt64(i), kernel: [0xffff_ffff_8100_0000 + UInt64(i)],
+                                user: [UInt8](repeating: UInt8(i), count: 24 * i))
+            if unwound && i % 2 == 1 {
+                try Self.smallFileFrames(i).withUnsafeBufferPointer { try w.writeUnwoundSample(s, userFrames: $0, stop: UInt8(i)) }
+            } else {
+                try w.writeSample(s)
+            }
             n += 1; mark()
         }
         try w.writeRecord(type: RawRecordType(rawValue: 77), payload: [1, 2, 3]); mark()
@@ -285,8 +577,21 @@ final class RawFileTests: XCTestCase {
         return (try XCTUnwrap(contents(file)), ends, samples)
     }
 
+    static func smallFileFrames(_ i: Int) -> [UInt64] { (0..<UInt64(3 * i)).map { 0x40_1000 + 0x10 * $0 } }
+
     func testTruncatedAtEveryCutPoint() throws {
-        let (bytes, ends, samplesBefore) = try smallFile()
+        try checkTruncatedAtEveryCutPoint(unwound: false)
+    }
+
+    /// The same with unwound-sample records among the samples: every cut
+    /// inside one (its fixed part, kernel frames, frame count, frames) is a
+    /// truncation, never a crash or a malformed record.
+    func testTruncatedAtEveryCutPointWithUnwoundSamples() throws {
+        try checkTruncatedAtEveryCutPoint(unwound: true)
+    }
+
+    func checkTruncatedAtEveryCutPoint(unwound: Bool, file: StaticString = #filePath, line: UInt = #line) throws {
+        let (bytes, ends, samplesBefore) = try smallFile(unwound: unwound)
         let metadataEnd = ends[0]
         for cut in 0..<bytes.count {
             let prefix = Array(bytes[..<cut])
@@ -308,7 +613,18 @@ final class RawFileTests: XCTestCase {
             var n = 0
             r.forEachSample { s, m in
                 XCTAssertEqual(s.timeNanoseconds, UInt64(n))
-                XCTAssertEqual(s.userStackCount, 24 * n)
+                XCTAssertEqual(s.kernelStack, [KernelAddress(0xffff_ffff_8100_0000 + UInt64(n))])
+                if unwound && n % 2 == 1 {
+                    XCTAssertEqual(s.userFrameCount, 3 * n)
+                    XCTAssertEqual(s.userFrames.map(\.rawValue), Self.smallFileFrames(n))
+                    XCTAssertEqual(s.unwindStop, UInt8(n))
+                    XCTAssertEqual(s.userStackCount, 0)
+                    XCTAssertEqual(s.capturedUserStackCount, 24 * n)
+                } else {
+                    XCTAssertNil(s.userFrameCount)
+                    XCTAssertEqual(s.userStackCount, 24 * n)
+                    XCTAssertEqual(s.userStack.first, n == 0 ? nil : UInt8(n))
+                }
                 XCTAssertEqual(m?.generation, 1)
                 n += 1
             }
@@ -323,6 +639,8 @@ final class RawFileTests: XCTestCase {
         let whole = try RawFileReader(bytes: bytes)
         XCTAssertTrue(whole.isComplete)
         XCTAssertEqual(whole.sampleCount, 4)
+        XCTAssertEqual(whole.unwoundSampleCount, unwound ? 2 : 0)
+        XCTAssertEqual(whole.warnings, ["skipped 1 record of unknown type 77 (written by a newer sprof?)"])
     }
 
     /// A process written again (at its exit, or as anything else that
@@ -384,6 +702,7 @@ final class RawFileTests: XCTestCase {
     func testNewerMajorVersionIsRefused() throws {
         var (bytes, _, _) = try smallFile()
         bytes[RawHeader.majorOffset] = 2
+        bytes[RawHeader.minorOffset] = 0
         let e = expectError({ $0 == .unsupportedVersion(path: "new.raw", found: RawFormatVersion(major: 2, minor: 0), writer: "0.1.0-test") }) {
             _ = try RawFileReader(bytes: bytes, name: "new.raw")
         }
@@ -404,10 +723,10 @@ final class RawFileTests: XCTestCase {
         let file = path("future.raw")
         let w = try RawFileWriter(path: file)
         try w.writeMetadata(Self.metadata)
-        try w.writeRecord(type: RawRecordType(rawValue: 6), payload: [UInt8](repeating: 0xee, count: 1000))
+        try w.writeRecord(type: RawRecordType(rawValue: 1000), payload: [UInt8](repeating: 0xee, count: 1000))
         try w.writeSample(Self.sample(tgid: 1, time: 1, user: [1, 2, 3]))
         try w.writeRecord(type: RawRecordType(rawValue: 0xdead), payload: [])
-        try w.writeRecord(type: RawRecordType(rawValue: 6), payload: [1])
+        try w.writeRecord(type: RawRecordType(rawValue: 1000), payload: [1])
         // A process record from a later minor version, with a field appended.
         var e = RawEncoder()
         e.i32(42); e.u32(0); e.u64(0); e.string("future"); e.string("/bin/future"); e.u64(0x1234_5678)
@@ -416,13 +735,13 @@ final class RawFileTests: XCTestCase {
         try w.finish(stats: RawStats(samplesLost: 0, durationNanoseconds: 1, endReason: "duration elapsed"))
 
         let r = try RawFileReader(path: file)
-        XCTAssertEqual(r.skippedRecords, [RawRecordType(rawValue: 6): 2, RawRecordType(rawValue: 0xdead): 1])
+        XCTAssertEqual(r.skippedRecords, [RawRecordType(rawValue: 1000): 2, RawRecordType(rawValue: 0xdead): 1])
         XCTAssertEqual(r.processes, [RawProcess(pid: 42, command: "future", executablePath: "/bin/future")])
         var users: [[UInt8]] = []
         r.forEachSample { s, _ in users.append(Array(s.userStack)) }
         XCTAssertEqual(users, [[1, 2, 3], [4, 5]])
         XCTAssertTrue(r.isComplete)
-        XCTAssertEqual(r.warnings, ["skipped 2 records of unknown type 6 (written by a newer sprof?)",
+        XCTAssertEqual(r.warnings, ["skipped 2 records of unknown type 1000 (written by a newer sprof?)",
                                     "skipped 1 record of unknown type 57005 (written by a newer sprof?)"])
     }
 
@@ -589,7 +908,7 @@ final class RawFileTests: XCTestCase {
         let r = try dumpFile()
         let text = RawDump.render(r).replacingOccurrences(of: directory, with: "DIR")
         let expected = """
-        file              DIR/dump.raw (XXX bytes, raw format 1.0, written by sprof 0.1.0-test)
+        file              DIR/dump.raw (XXX bytes, raw format 1.1, written by sprof 0.1.0-test)
         host              build host, Linux 6.8.0-45-generic
         started           2024-05-01 12:00:00.123 UTC (monotonic 1000000000 ns)
         sampling          99 Hz, 32768 user-stack bytes requested
@@ -635,6 +954,59 @@ final class RawFileTests: XCTestCase {
         let other = RawDump.render(r, options: RawDump.Options(pid: 99))
         XCTAssertTrue(other.hasSuffix("kernel  -\n"), other)
         XCTAssertEqual(other.components(separatedBy: "\n\n")[1].split(separator: "\n").count, 2)
+    }
+
+    func testDumpOfUnwoundSamples() throws {
+        let file = path("dump-unwound.raw")
+        let w = try RawFileWriter(path: file)
+        try w.writeMetadata(Self.metadata)
+        try w.writeProcess(RawProcess(pid: 1234, command: "server", executablePath: "/usr/bin/server"))
+        try w.writeMappings(pid: 1234, generation: 1, mappings: Self.mappings(0x40_0000, path: "/usr/bin/server"))
+        // Complete: the ip, a return address, one at the very end of the text
+        // (a call that never returns: shown in the mapping of the call), anon, unmapped.
+        try Self.writeUnwound(w, Self.sample(tgid: 1234, time: 1_000_500_000, ip: 0x40_1234,
+                                             kernel: [0xffff_ffff_8100_1000, 0xffff_ffff_8100_2000],
+                                             user: [UInt8](repeating: 0, count: 4096),
+                                             flags: [.userRegisters, .kernelMode]),
+                              frames: [0x40_1234, 0x40_2000, 0x40_5000, 0x7ff0_0000_0010, 0x10], stop: 0)
+        try Self.writeUnwound(w, Self.sample(tgid: 1234, tid: 1240, time: 1_002_000_000, ip: 0x40_1300, comm: "wörker",
+                                             user: [UInt8](repeating: 0, count: 512), kind: .offCPU),
+                              frames: [0x40_1300], stop: 4)
+        try w.writeSample(Self.sample(tgid: 1234, time: 1_003_250_000, ip: 0x40_1234, user: (0..<16).map { UInt8($0) }))
+        try w.finish(stats: RawStats(samplesLost: 0, durationNanoseconds: 4_000_000, endReason: "duration elapsed"))
+        let r = try RawFileReader(path: file)
+
+        let text = RawDump.render(r)
+        XCTAssertTrue(text.contains("samples           3 in the file, 2 unwound at record time\n"), text)
+        let expected = """
+             time ms     pid     tid  comm             cpu  kind     ip                  sp                                        ustack kfr  flags             mapping
+               0.500    1234    1234  worker             3  cpu      0x0000000000401234  0x00007ffd00001000           frames 5 (complete)   2  kernel,user-regs  /usr/bin/server +0x1234
+               2.000    1234    1240  wörker             3  off-cpu  0x0000000000401300  0x00007ffd00001000  frames 1 (truncated, stop 4)   0  user-regs         /usr/bin/server +0x1300
+               3.250    1234    1234  worker             3  cpu      0x0000000000401234  0x00007ffd00001000                      16/32768   0  user-regs         /usr/bin/server +0x1234
+
+        """
+        XCTAssertEqual(text.components(separatedBy: "\n\n")[1], expected)
+
+        let verbose = RawDump.render(r, options: RawDump.Options(verbose: true)).components(separatedBy: "\n\n")[1]
+        let expectedVerbose = """
+             time ms     pid     tid  comm             cpu  kind     ip                  sp                                        ustack kfr  flags             mapping
+               0.500    1234    1234  worker             3  cpu      0x0000000000401234  0x00007ffd00001000           frames 5 (complete)   2  kernel,user-regs  /usr/bin/server +0x1234
+            kernel    0xffffffff81001000 0xffffffff81002000
+            user      #0   0x0000000000401234  /usr/bin/server +0x1234
+                      #1   0x0000000000402000  /usr/bin/server +0x2000
+                      #2   0x0000000000405000  /usr/bin/server +0x5000
+                      #3   0x00007ff000000010  [anon] +0x10
+                      #4   0x0000000000000010  [unknown]
+            regs      bp 0x00007ffd00001080, stack end 0x00007ffd00021000, unwound from 4096 user-stack bytes
+               2.000    1234    1240  wörker             3  off-cpu  0x0000000000401300  0x00007ffd00001000  frames 1 (truncated, stop 4)   0  user-regs         /usr/bin/server +0x1300
+            user      #0   0x0000000000401300  /usr/bin/server +0x1300
+            regs      bp 0x00007ffd00001080, stack end 0x00007ffd00021000, blocked 5000 ns, unwound from 512 user-stack bytes
+               3.250    1234    1234  worker             3  cpu      0x0000000000401234  0x00007ffd00001000                      16/32768   0  user-regs         /usr/bin/server +0x1234
+            ustack    sp+00 0x0706050403020100 0x0f0e0d0c0b0a0908
+            regs      bp 0x00007ffd00001080, stack end 0x00007ffd00021000
+
+        """
+        XCTAssertEqual(verbose, expectedVerbose)
     }
 
     func testDumpOfATruncatedFileSaysSo() throws {
