@@ -19,17 +19,26 @@ public enum ModuleSource: Sendable {
 /// The code of one process (one mapping snapshot): its executable mappings,
 /// resolved lazily to modules and load biases. Not thread-safe: one per
 /// unwinding thread and snapshot.
+///
+/// The per-frame lookup touches no reference-counted object: slots live in
+/// raw memory and hold raw pointers to their module's table (the modules
+/// are kept alive by `modules`). Measured: reference counting was a third
+/// of the unwinding time before.
 public final class ProcessCode: CodeLookup {
     private struct Slot {
         var start: UInt64
         var end: UInt64
-        var mapping: Mapping
-        var resolved = false
-        var module: UnwindModule?
         var bias: UInt64 = 0
+        var resolved = false
+        var loaded = false
+        var tableCount = 0
+        var starts: UnsafePointer<UInt64>?
+        var rules: UnsafePointer<UnwindRuleX86_64>?
     }
 
-    private var slots: [Slot]
+    private let slots: UnsafeMutableBufferPointer<Slot>
+    private let mappings: [Mapping]
+    private var modules: [UnwindModule?]
     private var lastHit = 0
     private let pid: Int32
     private let cache: ModuleCache
@@ -39,46 +48,65 @@ public final class ProcessCode: CodeLookup {
         self.pid = pid
         self.cache = cache
         self.source = source
-        slots = mappings.filter(\.isExecutable).sorted { $0.start < $1.start }
-            .map { Slot(start: $0.start.rawValue, end: $0.end.rawValue, mapping: $0) }
+        self.mappings = mappings.filter(\.isExecutable).sorted { $0.start < $1.start }
+        modules = Array(repeating: nil, count: self.mappings.count)
+        slots = .allocate(capacity: max(self.mappings.count, 1))
+        for (i, m) in self.mappings.enumerated() {
+            (slots.baseAddress! + i).initialize(to: Slot(start: m.start.rawValue, end: m.end.rawValue))
+        }
     }
 
+    deinit { slots.deallocate() }
+
+    @inline(__always)
     private func index(of address: UInt64) -> Int? {
-        if lastHit < slots.count, slots[lastHit].start <= address, address < slots[lastHit].end { return lastHit }
-        var lo = 0, hi = slots.count
+        let n = mappings.count
+        if lastHit < n, slots[lastHit].start <= address, address < slots[lastHit].end { return lastHit }
+        var lo = 0, hi = n
         while lo < hi {
-            let mid = (lo + hi) / 2
-            if slots[mid].start <= address { lo = mid + 1 } else { hi = mid }
+            let mid = (lo &+ hi) >> 1
+            if slots[mid].start <= address { lo = mid &+ 1 } else { hi = mid }
         }
-        guard lo > 0, address < slots[lo - 1].end else { return nil }
-        lastHit = lo - 1
-        return lo - 1
+        guard lo > 0, address < slots[lo &- 1].end else { return nil }
+        lastHit = lo &- 1
+        return lo &- 1
     }
 
     public func isExecutable(_ address: UInt64) -> Bool { index(of: address) != nil }
 
+    @inline(__always)
+    public func lookup(_ address: UInt64) -> CodeHit? {
+        guard let i = index(of: address) else { return nil }
+        if !slots[i].resolved { resolve(i) }
+        let slot = slots[i]
+        guard slot.loaded, let starts = slot.starts, let rules = slot.rules else { return nil }
+        let rule = UnwindTable.rule(at: address &- slot.bias, starts: starts, rules: rules, count: slot.tableCount)
+        return CodeHit(rule: rule, bias: slot.bias, slot: i)
+    }
+
+    public func module(slot: Int) -> UnwindModule? { modules[slot] }
+
     public func module(containing address: UInt64) -> (module: UnwindModule, bias: UInt64)? {
         guard let i = index(of: address) else { return nil }
         if !slots[i].resolved { resolve(i) }
-        guard let m = slots[i].module else { return nil }
+        guard let m = modules[i] else { return nil }
         return (m, slots[i].bias)
     }
 
     private func resolve(_ i: Int) {
         slots[i].resolved = true
-        let mapping = slots[i].mapping
+        let mapping = mappings[i]
         let module = cache.module(for: mapping) { m in try ModuleLoader.load(mapping: m, pid: pid, source: source) }
         guard let module else { return }
-        let bias: UInt64?
-        if mapping.path == "[vdso]" {
-            // The vDSO image is its own file: its offset 0 is the mapping start.
-            bias = module.elf.loadBias(mappingStart: mapping.start, mappingOffset: FileOffset(0))
-        } else {
-            bias = module.elf.loadBias(mappingStart: mapping.start, mappingOffset: mapping.fileOffset)
-        }
-        guard let bias else { return }
-        slots[i].module = module
+        // The vDSO image is its own file: its offset 0 is the mapping start.
+        let offset = mapping.path == "[vdso]" ? FileOffset(0) : mapping.fileOffset
+        guard let bias = module.elf.loadBias(mappingStart: mapping.start, mappingOffset: offset) else { return }
+        modules[i] = module
         slots[i].bias = bias
+        slots[i].loaded = true
+        slots[i].tableCount = module.table.storage.count
+        slots[i].starts = UnsafePointer(module.table.storage.starts)
+        slots[i].rules = UnsafePointer(module.table.storage.rules)
     }
 }
 

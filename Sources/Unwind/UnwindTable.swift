@@ -8,14 +8,29 @@ import SprofBase
 /// Built once per binary (cached by build-id) and shared by every process
 /// that maps it.
 public struct UnwindTable: Sendable {
-    /// Stated addresses (SVMA), ascending, unique.
-    public private(set) var starts: [UInt64]
-    public private(set) var rules: [UnwindRuleX86_64]
-
-    public init() {
-        starts = []
-        rules = []
+    /// The rows in memory that never moves, so a process's code lookup can
+    /// keep raw pointers to it (no reference counting per frame).
+    final class Storage: @unchecked Sendable {
+        let count: Int
+        /// Stated addresses (SVMA), ascending, unique.
+        let starts: UnsafeMutablePointer<UInt64>
+        let rules: UnsafeMutablePointer<UnwindRuleX86_64>
+        init(starts s: [UInt64], rules r: [UnwindRuleX86_64]) {
+            count = s.count
+            starts = .allocate(capacity: max(count, 1))
+            rules = .allocate(capacity: max(count, 1))
+            s.withUnsafeBufferPointer { starts.initialize(from: $0.baseAddress!, count: count) }
+            r.withUnsafeBufferPointer { rules.initialize(from: $0.baseAddress!, count: count) }
+        }
+        deinit {
+            starts.deallocate()
+            rules.deallocate()
+        }
     }
+
+    let storage: Storage
+
+    public init() { storage = Storage(starts: [], rules: []) }
 
     /// Builds from rows that may come in any order. Each row is `[start, end)`
     /// with one rule. Where rows overlap (malformed or nested FDEs), the
@@ -42,25 +57,28 @@ public struct UnwindTable: Sendable {
                 rules.append(.noCFI)
             }
         }
-        self.starts = starts
-        self.rules = rules
+        storage = Storage(starts: starts, rules: rules)
     }
 
-    public var count: Int { starts.count }
+    public var count: Int { storage.count }
 
     /// Bytes of memory the table holds.
-    public var memoryBytes: Int { starts.capacity * 8 + rules.capacity * MemoryLayout<UnwindRuleX86_64>.stride }
+    public var memoryBytes: Int { storage.count * (8 + MemoryLayout<UnwindRuleX86_64>.stride) }
 
     /// The rule for a stated address: `.noCFI` outside every row.
-    @inlinable
     public func rule(at address: UInt64) -> UnwindRuleX86_64 {
-        starts.withUnsafeBufferPointer { s -> UnwindRuleX86_64 in
-            var lo = 0, hi = s.count
-            while lo < hi {
-                let mid = (lo &+ hi) >> 1
-                if s[mid] <= address { lo = mid &+ 1 } else { hi = mid }
-            }
-            return lo == 0 ? .noCFI : rules[lo &- 1]
+        Self.rule(at: address, starts: storage.starts, rules: storage.rules, count: storage.count)
+    }
+
+    /// Binary search for the last row starting at or before `address`.
+    @inline(__always)
+    static func rule(at address: UInt64, starts: UnsafePointer<UInt64>, rules: UnsafePointer<UnwindRuleX86_64>,
+                     count: Int) -> UnwindRuleX86_64 {
+        var lo = 0, hi = count
+        while lo < hi {
+            let mid = (lo &+ hi) >> 1
+            if starts[mid] <= address { lo = mid &+ 1 } else { hi = mid }
         }
+        return lo == 0 ? .noCFI : rules[lo &- 1]
     }
 }

@@ -55,15 +55,29 @@ public struct UnwindOutcome: Sendable, Equatable {
     public var isTruncated: Bool { stop.isTruncated }
 }
 
+/// The rule that applies at an address, and where it came from.
+public struct CodeHit {
+    public var rule: UnwindRuleX86_64
+    /// Process address minus stated address in that binary.
+    public var bias: UInt64
+    /// Which executable mapping (for `module(slot:)`).
+    public var slot: Int
+}
+
 /// Where the unwinder finds code for an address of one process: executable
 /// mappings with their binary's compiled CFI and load bias.
 public protocol CodeLookup {
-    /// The module and bias for `address` (a process address), or nil if no
-    /// executable mapping contains it. `stated = address - bias`.
-    func module(containing address: UInt64) -> (module: UnwindModule, bias: UInt64)?
+    /// The rule for `address` (a process address), or nil if no executable
+    /// mapping whose binary could be loaded contains it. Called per frame:
+    /// must not allocate or touch reference counts.
+    func lookup(_ address: UInt64) -> CodeHit?
     /// False if the address lies in no executable mapping at all (even one
     /// whose binary could not be loaded).
     func isExecutable(_ address: UInt64) -> Bool
+    /// The module of a slot a `CodeHit` named (for the rare generic path).
+    func module(slot: Int) -> UnwindModule?
+    /// The module and bias for an address (for call-instruction checks).
+    func module(containing address: UInt64) -> (module: UnwindModule, bias: UInt64)?
 }
 
 public enum UnwinderX86_64 {
@@ -95,11 +109,12 @@ public enum UnwinderX86_64 {
         while true {
             if regs.ip == 0 { return UnwindOutcome(frameCount: count - 1, stop: .complete) }
             let lookupAddress = exactIP ? regs.ip : regs.ip &- 1
-            guard let (module, bias) = code.module(containing: lookupAddress) else {
+            guard let hit = code.lookup(lookupAddress) else {
                 let stop: UnwindStop = code.isExecutable(lookupAddress) ? .moduleUnavailable : .outsideMappings
                 return UnwindOutcome(frameCount: count, stop: stop)
             }
-            let rule = module.rule(at: lookupAddress &- bias)
+            let rule = hit.rule
+            let bias = hit.bias
             var next = regs
             var nextExact = false
             switch rule.kind {
@@ -128,6 +143,7 @@ public enum UnwinderX86_64 {
             case .endOfStack:
                 return UnwindOutcome(frameCount: count, stop: .complete)
             case .generic:
+                guard let module = code.module(slot: hit.slot) else { return UnwindOutcome(frameCount: count, stop: .moduleUnavailable) }
                 switch module.genericStep(rule: rule, address: lookupAddress &- bias, bias: bias,
                                           registers: regs, stack: stack) {
                 case .success(let r):
