@@ -48,6 +48,11 @@ public final class ModuleCache: @unchecked Sendable {
 
     public var statistics: Statistics { state.withLock { $0.stats } }
     public var memoryBytes: Int { state.withLock { $0.bytes } }
+    /// Bytes of compiled table per loaded binary, by path.
+    public var tableSizes: [(String, Int)] {
+        state.withLock { $0.entries.values.compactMap { e in e.module.map { ($0.elf.path, $0.memoryBytes) } } }
+    }
+
     /// Failures by key, for reports ("could not open /usr/lib/...: ...").
     public var failures: [String] { state.withLock { $0.entries.values.compactMap(\.failure) } }
 

@@ -107,6 +107,12 @@ struct Report: ParsableCommand {
             }
             let c = unwinder.cache.statistics
             print("binaries        \(c.loads) loaded, \(c.failures) unavailable, \(unwinder.cache.memoryBytes / 1024) KiB of tables")
+            let lookups = c.hits + c.loads + c.failures
+            print(String(format: "module cache    %d lookups, %.1f%% hits (one lookup per mapping snapshot and binary)",
+                         lookups, 100 * Double(c.hits) / Double(max(lookups, 1))))
+            for (path, bytes) in unwinder.cache.tableSizes.sorted(by: { $0.1 > $1.1 }) {
+                print("table           \(bytes / 1024) KiB  \(path)")
+            }
             for f in unwinder.cache.failures { print("unavailable     \(f)") }
         } else {
             print(foldedStacks.rendered(), terminator: "")

@@ -175,7 +175,7 @@ final class UnwindTests: XCTestCase {
                 compared += 1
                 if mine == theirs.frames.map(\.rawValue) && stop == .complete {
                     same += 1
-                } else if differences.count < 10 {
+                } else if differences.count < 20 {
                     differences.append("\(fixture.name): sprof \(stop) \(mine.map { String($0, radix: 16) }) vs libunwind \(theirs.frames.map(\.description))")
                 }
             }
@@ -183,6 +183,7 @@ final class UnwindTests: XCTestCase {
         XCTAssertGreaterThan(compared, 5000)
         let pct = 100 * Double(same) / Double(max(compared, 1))
         print("differential vs libunwind: \(same)/\(compared) identical (\(String(format: "%.3f", pct))%), libunwind could not finish \(libunwindCannot)")
+        for d in differences { print("difference: \(d)") }
         XCTAssertGreaterThanOrEqual(pct, 99.9, differences.joined(separator: "\n"))
     }
 }

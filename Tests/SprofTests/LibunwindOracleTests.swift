@@ -280,7 +280,7 @@ final class LibunwindOracleTests: XCTestCase {
 
 /// A sample taken by the compiled program of itself, with what it needs to be
 /// checked: the program's symbols and load bias.
-private struct OracleFixture: Sendable {
+struct OracleFixture: Sendable {
     var dir: String
     var exe: String
     var ip: ProcessAddress
@@ -455,9 +455,9 @@ private struct OracleFixture: Sendable {
     }
 }
 
-private struct OracleFixtureError: Error, CustomStringConvertible { var description: String }
+struct OracleFixtureError: Error, CustomStringConvertible { var description: String }
 
-private let standardFixture: Result<OracleFixture, any Error> = Result { try OracleFixture.make(flags: []) }
+let standardFixture: Result<OracleFixture, any Error> = Result { try OracleFixture.make(flags: []) }
 
 /// SplitMix64 (Steele, Lea, Flood 2014): seeded, so a failing pattern repeats.
 private struct SplitMix64 {
