@@ -78,6 +78,7 @@ final class RecordTests: XCTestCase {
         XCTAssertEqual(got, expected, accuracy: expected * 0.2, "samples \(got) vs CPU time \(cpu1 - cpu0) s × 999 Hz")
 
         var markersChecked = 0
+        var viaFindVMA = 0
         for (s, snap) in rec.samples {
             XCTAssertEqual(s.tgid, pid)
             XCTAssertEqual(s.tid, pid)
@@ -91,8 +92,8 @@ final class RecordTests: XCTestCase {
             XCTAssertTrue(stack.contains(s.sp), "sp \(s.sp) not in [stack] \(stack.start)-\(stack.end)")
             if fallbacks.contains("chunked") || !rec.summary.variants.findVMA {
                 XCTAssertFalse(s.flags.contains(.viaFindVMA))
-            } else {
-                XCTAssertTrue(s.flags.contains(.viaFindVMA))
+            } else if s.flags.contains(.viaFindVMA) {
+                viaFindVMA += 1
                 XCTAssertEqual(s.stackEnd, stack.end)
             }
             // The copy is exact: the marker words sit at (marker - sp).
@@ -107,6 +108,12 @@ final class RecordTests: XCTestCase {
             }
         }
         XCTAssertGreaterThan(markersChecked, rec.samples.count * 9 / 10, "marker found in too few samples")
+        if !fallbacks.contains("chunked") && rec.summary.variants.findVMA {
+            // bpf_find_vma gives -EBUSY when its per-CPU irq_work is taken
+            // (kernel/bpf/mmap_unlock_work.h), e.g. by another profiler's
+            // program on the same CPU; those samples fall back to page copies.
+            XCTAssertGreaterThan(viaFindVMA, rec.samples.count / 2, "bpf_find_vma bounded too few copies")
+        }
         fx.process.terminate()
     }
 
