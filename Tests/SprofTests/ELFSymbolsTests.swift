@@ -314,7 +314,7 @@ final class ELFSymbolsTests: XCTestCase {
             Int(strtab.offset.rawValue)..<Int(strtab.offset.rawValue + strtab.size),
             sh..<sh + 64,
         ]
-        var rng = ELFSymbolsTestTools.SplitMix64(seed: 0x5359_4D42)
+        var rng = SplitMix64(seed: 0x5359_4D42)
         var read = 0, refused = 0
         for _ in 0..<2000 {
             var bad = good
@@ -539,16 +539,4 @@ enum ELFSymbolsTestTools {
         }
     }
 
-    /// A deterministic generator (SplitMix64, Steele et al. 2014).
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
 }

@@ -29,18 +29,6 @@ final class RawFileTests: XCTestCase {
 
     // MARK: Fixtures
 
-    /// SplitMix64: a seeded generator, so a failing random case can be re-run.
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static let metadata = RawMetadata(
         sprofVersion: "0.1.0-test", kernelRelease: "6.8.0-45-generic", hostname: "build host",
         wallClockStartNanoseconds: 1_714_564_800_123_456_789, monotonicStartNanoseconds: 1_000_000_000,

@@ -44,7 +44,7 @@ final class UnwinderCapturedStackTests: XCTestCase {
     /// frames. A seeded generator, so a failure reproduces.
     func testRandomStacksNeverCrashOrHang() throws {
         let f = try OracleFixture.standard()
-        var rng = SplitMix(seed: 0x5350524f46)
+        var rng = SplitMix64(seed: 0x5350524f46)
         let text = f.mappings.filter(\.isExecutable)
         let u = SampleUnwinder(source: .recordedPaths)
         let base = f.sample()
@@ -71,15 +71,3 @@ final class UnwinderCapturedStackTests: XCTestCase {
     }
 }
 
-/// A tiny seeded generator (SplitMix64, Steele et al. 2014).
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

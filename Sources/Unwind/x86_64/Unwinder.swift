@@ -118,21 +118,12 @@ public enum UnwinderX86_64 {
             var next = regs
             var nextExact = false
             switch rule.kind {
-            case .spOffset, .spOffsetBPSaved:
-                let cfa = regs.sp &+ UInt64(bitPattern: Int64(rule.cfaOffset))
+            case .spOffset, .spOffsetBPSaved, .bpOffset, .bpOffsetBPSaved:
+                // CFA = (sp or bp) + o; ip = *(CFA - 8); sp = CFA; bp = *(CFA + b) if saved.
+                let base = rule.kind == .spOffset || rule.kind == .spOffsetBPSaved ? regs.sp : regs.bp
+                let cfa = base &+ UInt64(bitPattern: Int64(rule.cfaOffset))
                 guard let ra = stack.read(cfa &- 8) else { return UnwindOutcome(frameCount: count, stop: .stackReadOutOfRange) }
-                if rule.kind == .spOffsetBPSaved {
-                    guard let bp = stack.read(cfa &+ UInt64(bitPattern: Int64(rule.bpOffset))) else {
-                        return UnwindOutcome(frameCount: count, stop: .stackReadOutOfRange)
-                    }
-                    next.bp = bp
-                }
-                next.ip = ra
-                next.sp = cfa
-            case .bpOffset, .bpOffsetBPSaved:
-                let cfa = regs.bp &+ UInt64(bitPattern: Int64(rule.cfaOffset))
-                guard let ra = stack.read(cfa &- 8) else { return UnwindOutcome(frameCount: count, stop: .stackReadOutOfRange) }
-                if rule.kind == .bpOffsetBPSaved {
+                if rule.kind == .spOffsetBPSaved || rule.kind == .bpOffsetBPSaved {
                     guard let bp = stack.read(cfa &+ UInt64(bitPattern: Int64(rule.bpOffset))) else {
                         return UnwindOutcome(frameCount: count, stop: .stackReadOutOfRange)
                     }
