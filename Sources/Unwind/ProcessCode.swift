@@ -37,6 +37,19 @@ public final class ProcessCode: CodeLookup {
     }
 
     private let slots: UnsafeMutableBufferPointer<Slot>
+
+    /// A direct-mapped cache of recent lookups, keyed by process address:
+    /// a process's samples revisit the same few hundred return addresses,
+    /// so most frames skip the table's binary search. 1024 entries (24 KiB)
+    /// hold the hot addresses of a typical process; a miss costs one search.
+    private struct CacheEntry {
+        var address: UInt64 = .max
+        var hit: CodeHit = CodeHit(rule: .noCFI, bias: 0, slot: 0)
+    }
+    private static let cacheBits = 10
+    private let ruleCache: UnsafeMutableBufferPointer<CacheEntry>
+    public private(set) var ruleCacheHits: UInt64 = 0
+    public private(set) var ruleCacheMisses: UInt64 = 0
     private let mappings: [Mapping]
     private var modules: [UnwindModule?]
     private var lastHit = 0
@@ -51,12 +64,17 @@ public final class ProcessCode: CodeLookup {
         self.mappings = mappings.filter(\.isExecutable).sorted { $0.start < $1.start }
         modules = Array(repeating: nil, count: self.mappings.count)
         slots = .allocate(capacity: max(self.mappings.count, 1))
+        ruleCache = .allocate(capacity: 1 << Self.cacheBits)
+        ruleCache.initialize(repeating: CacheEntry())
         for (i, m) in self.mappings.enumerated() {
             (slots.baseAddress! + i).initialize(to: Slot(start: m.start.rawValue, end: m.end.rawValue))
         }
     }
 
-    deinit { slots.deallocate() }
+    deinit {
+        slots.deallocate()
+        ruleCache.deallocate()
+    }
 
     @inline(__always)
     private func index(of address: UInt64) -> Int? {
@@ -76,6 +94,20 @@ public final class ProcessCode: CodeLookup {
 
     @inline(__always)
     public func lookup(_ address: UInt64) -> CodeHit? {
+        // Fibonacci hashing of the address into the cache.
+        let h = Int(truncatingIfNeeded: (address &* 0x9E37_79B9_7F4A_7C15) >> UInt64(64 - Self.cacheBits))
+        if ruleCache[h].address == address {
+            ruleCacheHits &+= 1
+            return ruleCache[h].hit
+        }
+        ruleCacheMisses &+= 1
+        guard let hit = search(address) else { return nil }
+        ruleCache[h] = CacheEntry(address: address, hit: hit)
+        return hit
+    }
+
+    @inline(__always)
+    private func search(_ address: UInt64) -> CodeHit? {
         guard let i = index(of: address) else { return nil }
         if !slots[i].resolved { resolve(i) }
         let slot = slots[i]
@@ -144,15 +176,28 @@ public enum ModuleLoader {
         throw UnwindError.moduleUnavailable(path: path, reason: lastError)
     }
 
-    /// `/usr/lib/debug/.build-id/xx/rest.debug` (GDB's "Separate Debug
-    /// Files"), when installed and it has `.debug_frame`.
+    /// The separate debug file, in GDB's search order ("Separate Debug
+    /// Files"): `/usr/lib/debug/.build-id/xx/rest.debug`, then the
+    /// `.gnu_debuglink` name beside the binary, in its `.debug/`, and under
+    /// `/usr/lib/debug/` + the binary's directory. Only a file that has
+    /// `.debug_frame` and the same build-id (when both have one) is used.
     static func debugFile(for elf: ELFFile, buildID: BuildID?) -> ELFFile? {
-        guard let id = buildID ?? (try? elf.buildID()), id.bytes.count > 1 else { return nil }
-        let hex = id.description
-        let path = "/usr/lib/debug/.build-id/\(hex.prefix(2))/\(hex.dropFirst(2)).debug"
-        guard access(path, R_OK) == 0, let debug = try? ELFFile(path: path),
-              (try? debug.section(named: ".debug_frame")) != nil else { return nil }
-        return debug
+        let id = buildID ?? (try? elf.buildID())
+        var candidates: [String] = []
+        if let id, id.bytes.count > 1 {
+            let hex = id.description
+            candidates.append("/usr/lib/debug/.build-id/\(hex.prefix(2))/\(hex.dropFirst(2)).debug")
+        }
+        if let link = try? elf.debugLink() {
+            let dir = elf.path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+            candidates += ["\(dir)/\(link.fileName)", "\(dir)/.debug/\(link.fileName)", "/usr/lib/debug\(dir)/\(link.fileName)"]
+        }
+        for path in candidates where path != elf.path && access(path, R_OK) == 0 {
+            guard let debug = try? ELFFile(path: path), (try? debug.section(named: ".debug_frame")) != nil else { continue }
+            if let id, let other = try? debug.buildID(), other != id { continue }
+            return debug
+        }
+        return nil
     }
 }
 

@@ -16,6 +16,21 @@ public final class SampleUnwinder {
     public private(set) var stops = [UInt64](repeating: 0, count: UnwindStop.allCases.count)
     public private(set) var frames: UInt64 = 0
     public private(set) var samples: UInt64 = 0
+    /// Rule-cache hits and misses of processes already dropped.
+    private var droppedCacheCounts: (hits: UInt64, misses: UInt64) = (0, 0)
+
+    /// Rule-cache hits and misses (`ProcessCode`), over every process unwound so far.
+    public var ruleCacheCounts: (hits: UInt64, misses: UInt64) {
+        processes.values.reduce(droppedCacheCounts) { ($0.hits + $1.ruleCacheHits, $0.misses + $1.ruleCacheMisses) }
+    }
+
+    private func drop(pid: Int32) {
+        for (k, c) in processes where k.pid == pid {
+            droppedCacheCounts.hits += c.ruleCacheHits
+            droppedCacheCounts.misses += c.ruleCacheMisses
+            processes[k] = nil
+        }
+    }
 
     public init(cache: ModuleCache = ModuleCache(), source: ModuleSource) {
         self.cache = cache
@@ -48,7 +63,7 @@ public final class SampleUnwinder {
             code = c
         } else {
             // A newer generation replaces the older ones of the same pid.
-            processes = processes.filter { $0.key.pid != pid }
+            drop(pid: pid)
             code = ProcessCode(pid: pid, mappings: mappings, cache: cache, source: source)
             processes[key] = code
         }
@@ -66,7 +81,7 @@ public final class SampleUnwinder {
 
     /// Forget a process (it exited).
     public func forget(pid: Int32) {
-        processes = processes.filter { $0.key.pid != pid }
+        drop(pid: pid)
     }
 }
 

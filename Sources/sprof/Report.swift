@@ -107,6 +107,9 @@ struct Report: ParsableCommand {
             }
             let c = unwinder.cache.statistics
             print("binaries        \(c.loads) loaded, \(c.failures) unavailable, \(unwinder.cache.memoryBytes / 1024) KiB of tables")
+            let rc = unwinder.ruleCacheCounts
+            print(String(format: "rule cache      %.1f%% hits over one pass (%llu hits, %llu misses)",
+                         100 * Double(rc.hits) / Double(max(rc.hits + rc.misses, 1)), rc.hits, rc.misses))
             let lookups = c.hits + c.loads + c.failures
             print(String(format: "module cache    %d lookups, %.1f%% hits (one lookup per mapping snapshot and binary)",
                          lookups, 100 * Double(c.hits) / Double(max(lookups, 1))))

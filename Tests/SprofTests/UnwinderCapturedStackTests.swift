@@ -26,6 +26,24 @@ final class UnwinderCapturedStackTests: XCTestCase {
         XCTAssertEqual(frames, oracle.frames.map(\.rawValue))
     }
 
+    /// CFI only in a separate debug file found through `.gnu_debuglink`:
+    /// built with `.debug_frame` only (`-fno-asynchronous-unwind-tables`),
+    /// then split as distributions do (`objcopy --only-keep-debug`,
+    /// `strip --strip-debug`, `objcopy --add-gnu-debuglink`).
+    func testDebugFrameInSeparateDebugFile() throws {
+        let f = try OracleFixture.make(flags: ["-fno-asynchronous-unwind-tables"])
+        try OracleFixture.run("/usr/bin/objcopy", ["--only-keep-debug", f.exe, f.exe + ".debug"])
+        try OracleFixture.run("/usr/bin/strip", ["--strip-debug", f.exe])
+        try OracleFixture.run("/usr/bin/objcopy", ["--add-gnu-debuglink=\(f.exe).debug", f.exe])
+        XCTAssertFalse(try OracleFixture.run("/usr/bin/readelf", ["-S", f.exe]).contains(".debug_frame"))
+        let (frames, stop) = SampleUnwinder(source: .recordedPaths).unwind(f.sample(), pid: 1, generation: 1, mappings: f.mappings) {
+            fr, o in (Array(fr), o.stop)
+        }
+        XCTAssertEqual(stop, .complete)
+        let names = frames.enumerated().map { i, a in f.function(at: ProcessAddress(a), isReturnAddress: i > 0) }
+        XCTAssertEqual(Array(names.prefix(4)), ["c", "b", "a", "main"])
+    }
+
     /// Every cut of the stack copy: the frames found are the true ones (a
     /// prefix of the full unwind) and the stack is marked truncated.
     func testEveryShortCopyIsTruncatedNeverWrong() throws {
