@@ -11,6 +11,8 @@ public final class SampleUnwinder {
     private let buffer = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: UnwinderX86_64.maxFrames)
 
     private struct ProcessKey: Hashable { var pid: Int32; var generation: UInt64 }
+    private var lastKey = ProcessKey(pid: -1, generation: .max)
+    private var lastCode: ProcessCode?
 
     /// Counters for reports: stops by reason, frames, samples.
     public private(set) var stops = [UInt64](repeating: 0, count: UnwindStop.allCases.count)
@@ -25,6 +27,7 @@ public final class SampleUnwinder {
     }
 
     private func drop(pid: Int32) {
+        if lastKey.pid == pid { lastCode = nil; lastKey = ProcessKey(pid: -1, generation: .max) }
         for (k, c) in processes where k.pid == pid {
             droppedCacheCounts.hits += c.ruleCacheHits
             droppedCacheCounts.misses += c.ruleCacheMisses
@@ -59,7 +62,9 @@ public final class SampleUnwinder {
         }
         let key = ProcessKey(pid: pid, generation: generation)
         let code: ProcessCode
-        if let c = processes[key] {
+        if key == lastKey, let c = lastCode {
+            code = c  // consecutive samples of one process: no hashing
+        } else if let c = processes[key] {
             code = c
         } else {
             // A newer generation replaces the older ones of the same pid.
@@ -67,6 +72,8 @@ public final class SampleUnwinder {
             code = ProcessCode(pid: pid, mappings: mappings, cache: cache, source: source)
             processes[key] = code
         }
+        lastKey = key
+        lastCode = code
         let offset = sample.kernelFrameCount * 8
         return sample.stackBytes.withUnsafeBytes { all in
             let stackBytes = UnsafeRawBufferPointer(rebasing: all[offset...])
