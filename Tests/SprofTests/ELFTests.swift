@@ -363,7 +363,7 @@ enum ELFTestTools {
 
     /// Runs a command; returns stdout; throws with stderr on failure.
     @discardableResult
-    static func run(_ tool: String, _ args: [String], stdin: String? = nil) throws -> String {
+    static func run(_ tool: String, _ args: [String]) throws -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: tool)
         p.arguments = args

@@ -434,24 +434,10 @@ struct OracleFixture: Sendable {
         return path
     }
 
+    /// Runs a command; returns stdout; throws with stderr on failure.
     @discardableResult
     static func run(_ tool: String, _ args: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.environment = ["LC_ALL": "C", "PATH": "/usr/bin:/bin"]
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
-            throw OracleFixtureError(description: "\(tool) \(args.joined(separator: " ")) exited \(p.terminationStatus): "
-                                     + String(decoding: errData, as: UTF8.self))
-        }
-        return String(decoding: data, as: UTF8.self)
+        try ELFTestTools.run(tool, args)
     }
 }
 
