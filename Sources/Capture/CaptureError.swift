@@ -1,3 +1,4 @@
+import CSprof
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,6 +29,13 @@ public enum CaptureError: Error, Equatable, Sendable, CustomStringConvertible {
     case perfEventFailed(cpu: Int32, errno: Int32, hint: String)
     case commandFailed(command: String, errno: Int32)
     case kernelFeatureMissing(feature: String, needs: String)
+
+    // MARK: Sample records from the BPF program (bpf/include/sprof_abi.h)
+    case sampleTooShort(bytes: Int)
+    /// The BPF object and this binary were built from different ABI headers.
+    case sampleABIMismatch(found: UInt16)
+    case sampleBadKind(UInt16)
+    case sampleLengthsInconsistent(record: Int, kstack: Int, ustack: Int)
 
     // MARK: /proc/PID/maps
 
@@ -99,6 +107,14 @@ public enum CaptureError: Error, Equatable, Sendable, CustomStringConvertible {
             return "cannot open the cpu-clock perf event on CPU \(cpu) (\(errnoName(errno)))" + (hint.isEmpty ? "" : ": \(hint)")
         case .commandFailed(let command, let errno):
             return "cannot start '\(command)' (\(errnoName(errno)))"
+        case .sampleTooShort(let n):
+            return "sample record of \(n) bytes is shorter than its \(SampleLayout.ustack)-byte header"
+        case .sampleABIMismatch(let v):
+            return "sample record has ABI version \(v), this sprof speaks \(SPROF_ABI_VERSION): the BPF object and the binary disagree"
+        case .sampleBadKind(let k):
+            return "sample record has unknown kind \(k)"
+        case .sampleLengthsInconsistent(let r, let k, let u):
+            return "sample record of \(r) bytes claims \(k) kernel-stack bytes and \(u) user-stack bytes"
         case .kernelFeatureMissing(let feature, let needs):
             return "this kernel lacks \(feature): \(needs)"
         case .permissionDenied(let pid):

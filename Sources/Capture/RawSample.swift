@@ -180,38 +180,22 @@ public enum SampleLayout {
     public static let maxUserStack = Int(SPROF_USTACK_MAX)
 }
 
-public enum SampleDecodeError: Error, Equatable, CustomStringConvertible {
-    case tooShort(Int)
-    case abiMismatch(found: UInt16)
-    case badKind(UInt16)
-    case lengthsInconsistent(record: Int, kstack: Int, ustack: Int)
-
-    public var description: String {
-        switch self {
-        case .tooShort(let n): return "sample record of \(n) bytes is shorter than its \(SampleLayout.ustack)-byte header"
-        case .abiMismatch(let v): return "sample record has ABI version \(v), this sprof speaks \(SPROF_ABI_VERSION): the BPF object and the binary disagree"
-        case .badKind(let k): return "sample record has unknown kind \(k)"
-        case .lengthsInconsistent(let r, let k, let u): return "sample record of \(r) bytes claims \(k) kernel-stack bytes and \(u) user-stack bytes"
-        }
-    }
-}
-
 extension RawSample {
     /// Decodes one record as emitted by the BPF program. Allocates only the
     /// stack bytes.
-    public init(record: UnsafeRawBufferPointer) throws(SampleDecodeError) {
-        guard record.count >= SampleLayout.ustack else { throw .tooShort(record.count) }
+    public init(record: UnsafeRawBufferPointer) throws(CaptureError) {
+        guard record.count >= SampleLayout.ustack else { throw .sampleTooShort(bytes: record.count) }
         func u16(_ o: Int) -> UInt16 { UInt16(littleEndian: record.loadUnaligned(fromByteOffset: o, as: UInt16.self)) }
         func u32(_ o: Int) -> UInt32 { UInt32(littleEndian: record.loadUnaligned(fromByteOffset: o, as: UInt32.self)) }
         func u64(_ o: Int) -> UInt64 { UInt64(littleEndian: record.loadUnaligned(fromByteOffset: o, as: UInt64.self)) }
         let version = u16(SampleLayout.abiVersion)
-        guard version == UInt16(SPROF_ABI_VERSION) else { throw .abiMismatch(found: version) }
-        guard let kind = SampleKind(rawValue: u16(SampleLayout.kind)) else { throw .badKind(u16(SampleLayout.kind)) }
+        guard version == UInt16(SPROF_ABI_VERSION) else { throw .sampleABIMismatch(found: version) }
+        guard let kind = SampleKind(rawValue: u16(SampleLayout.kind)) else { throw .sampleBadKind(u16(SampleLayout.kind)) }
         let klen = Int(u32(SampleLayout.kstackLen))
         let ulen = Int(u32(SampleLayout.ustackLen))
         guard klen % 8 == 0, klen <= SampleLayout.maxKernelFrames * 8, ulen <= SampleLayout.maxUserStack,
               SampleLayout.ustack + ulen <= record.count
-        else { throw .lengthsInconsistent(record: record.count, kstack: klen, ustack: ulen) }
+        else { throw .sampleLengthsInconsistent(record: record.count, kstack: klen, ustack: ulen) }
         self.kind = kind
         flags = SampleFlags(rawValue: u32(SampleLayout.flags))
         tgid = Int32(bitPattern: u32(SampleLayout.tgid))

@@ -82,13 +82,13 @@ final class ABITests: XCTestCase {
 
     func testDecodeRejectsBadRecords() {
         XCTAssertThrowsError(try [UInt8](repeating: 0, count: 100).withUnsafeBytes { try RawSample(record: $0) }) {
-            XCTAssertEqual($0 as? SampleDecodeError, .tooShort(100))
+            XCTAssertEqual($0 as? CaptureError, .sampleTooShort(bytes: 100))
         }
         var rec = [UInt8](repeating: 0, count: SampleLayout.ustack)
         rec[SampleLayout.kind] = 1
         rec[SampleLayout.abiVersion] = 99
         XCTAssertThrowsError(try rec.withUnsafeBytes { try RawSample(record: $0) }) {
-            XCTAssertEqual($0 as? SampleDecodeError, .abiMismatch(found: 99))
+            XCTAssertEqual($0 as? CaptureError, .sampleABIMismatch(found: 99))
         }
         rec[SampleLayout.abiVersion] = UInt8(SPROF_ABI_VERSION)
         rec[SampleLayout.ustackLen] = 200  // claims more bytes than the record has
