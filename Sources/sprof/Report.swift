@@ -94,7 +94,9 @@ struct Report: ParsableCommand {
                 }
             }
             let unwindSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            if !decoded.isEmpty {
+            if decoded.isEmpty {
+                print("unwound         while recording (no raw samples to time; record with --raw to measure)")
+            } else {
                 print(String(format: "unwind only     %.0f samples/s, %.0f frames/s (%d passes over samples in memory, tables built)",
                              Double(timedUnwinder.samples) / unwindSeconds, Double(timedUnwinder.frames) / unwindSeconds, passes))
             }
@@ -105,6 +107,7 @@ struct Report: ParsableCommand {
             for s in UnwindStop.allCases where unwinder.stops[Int(s.rawValue)] > 0 {
                 print("stop            \(unwinder.stops[Int(s.rawValue)])  \(s)")
             }
+            guard !decoded.isEmpty else { return }
             let c = unwinder.cache.statistics
             print("binaries        \(c.loads) loaded, \(c.failures) unavailable, \(unwinder.cache.memoryBytes / 1024) KiB of tables")
             let rc = unwinder.ruleCacheCounts
