@@ -49,7 +49,7 @@ public final class ELFFile: @unchecked Sendable {
     /// Maps the file open on `fd` (which stays the caller's to close; the
     /// mapping outlives it). `path` is only used in error messages. For a
     /// caller that must check the file (`fstat`) before reading it.
-    public init(fileDescriptor fd: Int32, path: String) throws(ELFError) {
+    public convenience init(fileDescriptor fd: Int32, path: String) throws(ELFError) {
         let st = Syscalls.regularFileSize(fd)
         guard st.errno == 0 else { throw .cannotMap(path: path, errno: st.errno) }
         guard st.isRegular else { throw .notRegularFile(path: path) }
@@ -58,42 +58,38 @@ public final class ELFFile: @unchecked Sendable {
         let (base, mapErrno) = Syscalls.mapReadOnly(fd, size: st.size)
         guard let base else { throw .cannotMap(path: path, errno: mapErrno) }
         let bytes = UnsafeRawBufferPointer(start: base, count: st.size)
-        let layout: Layout
         do {
-            layout = try Layout(bytes, path: path)
+            try self.init(bytes: bytes, storage: .mapped, path: path)
         } catch {
             Syscalls.unmap(base, size: st.size)
             throw error
         }
-        self.path = path
-        self.bytes = bytes
-        self.storage = .mapped
-        self.header = layout.header
-        self.programHeaders = layout.programHeaders
-        self.sectionHeaders = layout.sectionHeaders
-        self.sectionNames = layout.sectionNames
     }
 
     /// Reads an ELF image held in memory (a `[UInt8]`, `Data`, ...), copying
     /// it once into storage this object owns. For tests and for images that
     /// do not come from a file.
-    public init(copying source: some Collection<UInt8>, path: String = "<memory>") throws(ELFError) {
+    public convenience init(copying source: some Collection<UInt8>, path: String = "<memory>") throws(ELFError) {
         let count = source.count
         guard count > 0 else { throw .truncatedHeader(path: path, fileSize: 0) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 16)
         let copied: Void? = source.withContiguousStorageIfAvailable { buffer.copyMemory(from: UnsafeRawBufferPointer($0)) }
         if copied == nil { _ = buffer.initializeMemory(as: UInt8.self, from: source) }
-        let bytes = UnsafeRawBufferPointer(buffer)
-        let layout: Layout
         do {
-            layout = try Layout(bytes, path: path)
+            try self.init(bytes: UnsafeRawBufferPointer(buffer), storage: .allocated, path: path)
         } catch {
             buffer.deallocate()
             throw error
         }
+    }
+
+    /// Parses the headers of `bytes`, which this object then owns as
+    /// `storage` says (released in deinit). On a throw the caller still owns them.
+    private init(bytes: UnsafeRawBufferPointer, storage: Storage, path: String) throws(ELFError) {
+        let layout = try Layout(bytes, path: path)
         self.path = path
         self.bytes = bytes
-        self.storage = .allocated
+        self.storage = storage
         self.header = layout.header
         self.programHeaders = layout.programHeaders
         self.sectionHeaders = layout.sectionHeaders
