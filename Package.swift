@@ -44,8 +44,11 @@ let package = Package(
         .systemLibrary(name: "CLibUnwind", path: "Sources/CLibUnwind", pkgConfig: "libunwind-generic",
                        providers: [.apt(["libunwind-dev"])]),
         .target(name: "CUnwindOracle", dependencies: ["CLibUnwind"], path: "Sources/CUnwindOracle"),
+        // libiberty's demangler (C++ Itanium, Rust legacy and v0): the one
+        // binutils' nm -C and addr2line -C use. No pkg-config file; Debian: libiberty-dev.
+        .systemLibrary(name: "CLibIberty", path: "Sources/CLibIberty", providers: [.apt(["libiberty-dev"])]),
         // Symbolization; knows nothing of BPF. Usable on its own.
-        .target(name: "SprofSymbols", dependencies: ["SprofELF"], path: "symbols"),
+        .target(name: "SprofSymbols", dependencies: ["SprofBase", "SprofELF", "CLibDW", "CLibIberty"], path: "symbols"),
         // Folded stacks to SVG/HTML; knows nothing of BPF or ELF. Usable on its own.
         .target(name: "SprofFlameGraph", path: "flamegraph"),
         .executableTarget(name: "sprof",

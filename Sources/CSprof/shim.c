@@ -148,8 +148,3 @@ int sprof_wait_status_code(int status)
 		return 128 + WTERMSIG(status);
 	return -1;
 }
-
-unsigned long sprof_vdso_base(void)
-{
-	return getauxval(AT_SYSINFO_EHDR);
-}

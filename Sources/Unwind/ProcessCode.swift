@@ -146,73 +146,16 @@ public final class ProcessCode: CodeLookup {
 public enum ModuleLoader {
     public static func load(mapping: Mapping, pid: Int32, source: ModuleSource) throws -> UnwindModule {
         if mapping.path == "[vdso]" {
-            guard let image = VDSO.image else { throw UnwindError.moduleUnavailable(path: "[vdso]", reason: "this process has no vDSO to read") }
-            return try UnwindModule(elf: ELFFile(copying: image, path: "[vdso]"))
+            guard let vdso = ModuleFiles.vdso else { throw UnwindError.moduleUnavailable(path: "[vdso]", reason: "this process has no vDSO to read") }
+            return try UnwindModule(elf: vdso)
         }
-        var candidates: [String] = []
-        let path = mapping.path.hasSuffix(" (deleted)") ? String(mapping.path.dropLast(10)) : mapping.path
-        switch source {
-        case .live:
-            candidates.append("/proc/\(pid)/root\(path)")
-            candidates.append("/proc/\(pid)/map_files/\(String(mapping.start.rawValue, radix: 16))-\(String(mapping.end.rawValue, radix: 16))")
-        case .recordedPaths:
-            candidates.append(path)
+        let candidates = ModuleFiles.candidates(for: mapping, pid: source == .live ? pid : nil, includePlainPath: source == .recordedPaths)
+        switch ModuleFiles.open(candidates, expecting: mapping.buildID) {
+        case .success(let elf):
+            return try UnwindModule(elf: elf, debugELF: ModuleFiles.debugFile(for: elf, buildID: mapping.buildID, having: [".debug_frame"]))
+        case .failure(let failure):
+            throw UnwindError.moduleUnavailable(path: ModuleFiles.plainPath(of: mapping), reason: failure.reason)
         }
-        var lastError = "no such file"
-        for candidate in candidates {
-            do {
-                let elf = try ELFFile(path: candidate)
-                if let expected = mapping.buildID, let actual = try? elf.buildID(), actual != expected {
-                    lastError = "\(candidate) has build-id \(actual), the recording saw \(expected)"
-                    continue
-                }
-                return try UnwindModule(elf: elf, debugELF: debugFile(for: elf, buildID: mapping.buildID))
-            } catch let e as UnwindError {
-                throw e
-            } catch {
-                lastError = "\(error)"
-            }
-        }
-        throw UnwindError.moduleUnavailable(path: path, reason: lastError)
-    }
-
-    /// The separate debug file, in GDB's search order ("Separate Debug
-    /// Files"): `/usr/lib/debug/.build-id/xx/rest.debug`, then the
-    /// `.gnu_debuglink` name beside the binary, in its `.debug/`, and under
-    /// `/usr/lib/debug/` + the binary's directory. Only a file that has
-    /// `.debug_frame` and the same build-id (when both have one) is used.
-    static func debugFile(for elf: ELFFile, buildID: BuildID?) -> ELFFile? {
-        let id = buildID ?? (try? elf.buildID())
-        var candidates: [String] = []
-        if let id, id.bytes.count > 1 {
-            let hex = id.description
-            candidates.append("/usr/lib/debug/.build-id/\(hex.prefix(2))/\(hex.dropFirst(2)).debug")
-        }
-        if let link = try? elf.debugLink() {
-            let dir = elf.path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-            candidates += ["\(dir)/\(link.fileName)", "\(dir)/.debug/\(link.fileName)", "/usr/lib/debug\(dir)/\(link.fileName)"]
-        }
-        for path in candidates where path != elf.path && access(path, R_OK) == 0 {
-            guard let debug = try? ELFFile(path: path), (try? debug.section(named: ".debug_frame")) != nil else { continue }
-            if let id, let other = try? debug.buildID(), other != id { continue }
-            return debug
-        }
-        return nil
     }
 }
 
-/// This process's vDSO image. The kernel maps the same vDSO into every
-/// process (arch/x86/entry/vdso), so ours stands in for the target's.
-enum VDSO {
-    static let image: [UInt8]? = {
-        let base = sprof_vdso_base()
-        guard base != 0, let p = UnsafeRawPointer(bitPattern: UInt(base)) else { return nil }
-        // The image ends with its section header table (e_shoff + e_shnum * e_shentsize).
-        let shoff = p.loadUnaligned(fromByteOffset: 0x28, as: UInt64.self)
-        let shentsize = UInt64(p.loadUnaligned(fromByteOffset: 0x3A, as: UInt16.self))
-        let shnum = UInt64(p.loadUnaligned(fromByteOffset: 0x3C, as: UInt16.self))
-        let size = Int(shoff + shentsize * shnum)
-        guard size > 64, size < 1 << 20 else { return nil }
-        return Array(UnsafeRawBufferPointer(start: p, count: size))
-    }()
-}

@@ -48,8 +48,6 @@ pid_t sprof_spawn_gated(char *const argv[], int *gate_fd);
 /* pidfd_open(2) (5.3+): readable once the process exits. -errno on failure. */
 int sprof_pidfd_open(pid_t pid);
 
-/* getauxval(AT_SYSINFO_EHDR): where the kernel mapped this process's vDSO image, 0 if none. */
-unsigned long sprof_vdso_base(void);
 
 /* A waitpid status as a shell exit code (128 + signal when killed). */
 int sprof_wait_status_code(int status);

@@ -1,0 +1,189 @@
+import CLibDW
+import SprofBase
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Source lines and inline frames from a file's DWARF (`.debug_info`,
+/// `.debug_line`, `.debug_ranges`/`.debug_rnglists`), read through
+/// elfutils' libdw, which handles DWARF 2 to 5, compressed sections and the
+/// forms producers use.
+///
+/// For an address, the frames are found the way `addr2line -i` finds them
+/// (binutils dwarf2.c; elfutils src/addr2line.c): the compilation unit
+/// whose ranges hold the address, then the chain of `DW_TAG_subprogram` and
+/// `DW_TAG_inlined_subroutine` DIEs nested in it whose ranges hold it
+/// (through lexical blocks, and through namespaces, modules and types,
+/// which hold C++ and Rust definitions without ranges of their own). The
+/// innermost DIE's frame gets the line-table row of the address; each
+/// inlined subroutine's `DW_AT_call_file`/`DW_AT_call_line` is where its
+/// caller, the next DIE out, was executing (DWARF 5 §3.3.8.1).
+///
+/// Names are the DIE's `DW_AT_linkage_name` (mangled; `DW_AT_MIPS_linkage_name`
+/// from older producers) or else its `DW_AT_name`, following
+/// `DW_AT_abstract_origin` and `DW_AT_specification` (an inlined instance
+/// has its name on the abstract DIE).
+///
+/// Not thread-safe (libdw reads lazily into the handle): one thread at a time.
+final class DWARFSource {
+    /// One frame, innermost first in ``frames(at:)``'s answer.
+    struct Frame: Equatable {
+        var name: String?
+        var file: String?
+        var line: Int
+        var isInlined: Bool
+    }
+
+    private let dwarf: OpaquePointer
+    private let fd: Int32
+    /// Address ranges of the compilation units, sorted by `low`.
+    private var ranges: [(low: UInt64, high: UInt64, unit: UInt64)] = []
+
+    /// Opens `path`'s DWARF; nil when it has none (or libdw refuses it).
+    init?(path: String) {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        guard let dwarf = dwarf_begin(fd, DWARF_C_READ) else { close(fd); return nil }
+        self.fd = fd
+        self.dwarf = dwarf
+        indexUnits()
+        if ranges.isEmpty {
+            dwarf_end(dwarf)
+            close(fd)
+            return nil
+        }
+    }
+
+    deinit {
+        dwarf_end(dwarf)
+        close(fd)
+    }
+
+    /// DW_UT_compile (1) and DW_UT_partial (3) hold code (DWARF 5 §7.5.1);
+    /// DWARF 4 units report DW_UT_compile.
+    private func indexUnits() {
+        var unit: OpaquePointer? = nil
+        while true {
+            var next: OpaquePointer? = nil
+            var version: Dwarf_Half = 0
+            var unitType: UInt8 = 0
+            var cuDie = Dwarf_Die()
+            guard dwarf_get_units(dwarf, unit, &next, &version, &unitType, &cuDie, nil) == 0 else { break }
+            unit = next
+            guard unitType == 1 || unitType == 3 else { continue }
+            let offset = dwarf_dieoffset(&cuDie)
+            var base: Dwarf_Addr = 0, start: Dwarf_Addr = 0, end: Dwarf_Addr = 0
+            var o = dwarf_ranges(&cuDie, 0, &base, &start, &end)
+            while o > 0 {
+                if end > start { ranges.append((start, end, offset)) }
+                o = dwarf_ranges(&cuDie, o, &base, &start, &end)
+            }
+        }
+        ranges.sort { $0.low < $1.low }
+    }
+
+    /// The compilation unit DIE whose ranges hold `address`.
+    private func unit(containing address: UInt64) -> Dwarf_Die? {
+        var lo = 0, hi = ranges.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if ranges[mid].low <= address { lo = mid + 1 } else { hi = mid }
+        }
+        // A few units back, in case ranges nest or overlap (rare: merged objects).
+        var i = lo - 1
+        while i >= 0 && i >= lo - 8 {
+            if ranges[i].high > address {
+                var die = Dwarf_Die()
+                if dwarf_offdie(dwarf, Dwarf_Off(ranges[i].unit), &die) != nil { return die }
+            }
+            i -= 1
+        }
+        return nil
+    }
+
+    /// The frames at `address` (a stated address of the file), innermost
+    /// first: the inlined subroutines (``Frame/isInlined``), then the
+    /// function they were inlined into. Empty when no unit covers it.
+    func frames(at address: StatedAddress) -> [Frame] {
+        let a = address.rawValue
+        guard var cu = unit(containing: a) else { return [] }
+        var chain: [Dwarf_Die] = []
+        _ = descend(&cu, a, &chain)
+
+        var files: OpaquePointer? = nil
+        var fileCount = 0
+        let haveFiles = dwarf_getsrcfiles(&cu, &files, &fileCount) == 0
+
+        // The line-table row at the address: the innermost frame's place.
+        var file: String? = nil
+        var line: Int32 = 0
+        if let row = dwarf_getsrc_die(&cu, Dwarf_Addr(a)) {
+            if let s = dwarf_linesrc(row, nil, nil) { file = String(cString: s) }
+            _ = dwarf_lineno(row, &line)
+        }
+        guard !chain.isEmpty else {
+            // Code in the unit's ranges but in no subprogram (hand-written assembly):
+            // the line is still worth having.
+            return file == nil ? [] : [Frame(name: nil, file: file, line: Int(line), isInlined: false)]
+        }
+        var out: [Frame] = []
+        out.reserveCapacity(chain.count)
+        var place = (file: file, line: Int(line))
+        for k in stride(from: chain.count - 1, through: 0, by: -1) {
+            out.append(Frame(name: name(of: &chain[k]), file: place.file, line: place.line, isInlined: k > 0))
+            guard k > 0 else { break }
+            // The caller (chain[k-1]) is at the call site of chain[k].
+            var attr = Dwarf_Attribute()
+            var value: Dwarf_Word = 0
+            var callFile: String? = nil
+            if haveFiles, dwarf_attr(&chain[k], 0x58 /* DW_AT_call_file */, &attr) != nil,
+               dwarf_formudata(&attr, &value) == 0, Int(value) < fileCount,
+               let s = dwarf_filesrc(files, Int(value), nil, nil) {
+                callFile = String(cString: s)
+            }
+            var callLine: Dwarf_Word = 0
+            if dwarf_attr(&chain[k], 0x59 /* DW_AT_call_line */, &attr) != nil { _ = dwarf_formudata(&attr, &callLine) }
+            place = (callFile, Int(callLine))
+        }
+        return out
+    }
+
+    /// Appends to `chain` the subprogram and inlined-subroutine DIEs under
+    /// `parent` whose ranges hold `address`, outermost first. True when a
+    /// code scope holding it was found under `parent`.
+    private func descend(_ parent: inout Dwarf_Die, _ address: UInt64, _ chain: inout [Dwarf_Die]) -> Bool {
+        var child = Dwarf_Die()
+        guard dwarf_child(&parent, &child) == 0 else { return false }
+        while true {
+            let tag = dwarf_tag(&child)
+            switch tag {
+            case 0x2e, 0x1d, 0x0b, 0x32, 0x25, 0x03:
+                // DW_TAG_subprogram, inlined_subroutine, lexical_block, try_block, catch_block, entry_point
+                if dwarf_haspc(&child, Dwarf_Addr(address)) == 1 {
+                    if tag == 0x2e || tag == 0x1d || tag == 0x03 { chain.append(child) }
+                    _ = descend(&child, address, &chain)
+                    return true
+                }
+            case 0x39, 0x1e, 0x02, 0x13, 0x17, 0x38:
+                // DW_TAG_namespace, module, class_type, structure_type, union_type, interface_type
+                if descend(&child, address, &chain) { return true }
+            default:
+                break
+            }
+            var next = Dwarf_Die()
+            guard dwarf_siblingof(&child, &next) == 0 else { return false }
+            child = next
+        }
+    }
+
+    /// The DIE's linkage name, else its name (through its abstract origin or specification).
+    private func name(of die: inout Dwarf_Die) -> String? {
+        var attr = Dwarf_Attribute()
+        for at in [0x6e /* DW_AT_linkage_name */, 0x2007 /* DW_AT_MIPS_linkage_name */] as [UInt32] {
+            if dwarf_attr_integrate(&die, at, &attr) != nil, let s = dwarf_formstring(&attr) {
+                return String(cString: s)
+            }
+        }
+        return dwarf_diename(&die).map { String(cString: $0) }
+    }
+}
