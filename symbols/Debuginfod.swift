@@ -17,7 +17,7 @@ import Foundation
 /// a debug file is asked for, not linked, as libdw itself does
 /// (libdwfl/debuginfod-client.c): sprof runs where it is absent, and only
 /// asking a server then fails, with
-/// ``DebuginfodError/libraryUnavailable(library:reason:)``.
+/// ``SymbolError/debuginfodUnavailable(library:reason:)``.
 ///
 /// Settings. libdebuginfod 0.188 has no API for its settings: it reads them
 /// with `getenv` at every query (`debuginfod_query_server` in
@@ -87,7 +87,7 @@ public final class DebuginfodClient: @unchecked Sendable {
         var handle: OpaquePointer?
         /// Build-ids already asked for that gave no file: nil for "not
         /// found", else the error.
-        var answered: [BuildID: DebuginfodError?] = [:]
+        var answered: [BuildID: SymbolError?] = [:]
     }
     private let state = Mutex(State())
 
@@ -139,19 +139,19 @@ public final class DebuginfodClient: @unchecked Sendable {
     ///
     /// The file is in the cache described in the type's documentation;
     /// nothing here deletes it.
-    public func debugInfoPath(for buildID: BuildID) throws(DebuginfodError) -> String? {
+    public func debugInfoPath(for buildID: BuildID) throws(SymbolError) -> String? {
         guard !buildID.bytes.isEmpty else { return nil }  // length 0 would mean "hex string" to the library
         let lib = try Self.library.get()
-        return try state.withLock { (state) throws(DebuginfodError) -> String? in
+        return try state.withLock { (state) throws(SymbolError) -> String? in
             if let answer = state.answered[buildID] {
                 if let error = answer { throw error }
                 return nil
             }
-            let result: Result<String?, DebuginfodError> = Self.environmentLock.withLock { _ in
+            let result: Result<String?, SymbolError> = Self.environmentLock.withLock { _ in
                 exportSettings()
                 if state.handle == nil {
                     state.handle = lib.begin()
-                    if state.handle == nil { return .failure(.clientUnavailable(urls: urls)) }
+                    if state.handle == nil { return .failure(.debuginfodClientFailed(urls: urls)) }
                 }
                 return query(lib, state.handle!, buildID)
             }
@@ -163,7 +163,7 @@ public final class DebuginfodClient: @unchecked Sendable {
                 return nil
             case .failure(let error):
                 // A handle that could not be made is tried again next time.
-                if case .queryFailed = error { state.answered[buildID] = .some(error) }
+                if case .debuginfodFailed = error { state.answered[buildID] = .some(error) }
                 throw error
             }
         }
@@ -171,7 +171,7 @@ public final class DebuginfodClient: @unchecked Sendable {
 
     /// One `debuginfod_find_debuginfo`: the cached file's path (the fd it
     /// returns closed, the `malloc`ed path freed), nil for `-ENOENT`.
-    private func query(_ lib: Library, _ handle: OpaquePointer, _ buildID: BuildID) -> Result<String?, DebuginfodError> {
+    private func query(_ lib: Library, _ handle: OpaquePointer, _ buildID: BuildID) -> Result<String?, SymbolError> {
         var cPath: UnsafeMutablePointer<CChar>? = nil
         // The library formats the bytes as hex itself ("%02x" each).
         let rc = buildID.bytes.withUnsafeBufferPointer { b in
@@ -180,12 +180,12 @@ public final class DebuginfodClient: @unchecked Sendable {
         defer { free(cPath) }
         guard rc >= 0 else {
             if rc == -ENOENT { return .success(nil) }
-            return .failure(.queryFailed(buildID: buildID, urls: urls, errno: -rc))
+            return .failure(.debuginfodFailed(buildID: buildID, urls: urls, errno: -rc))
         }
         _ = Glibc.close(rc)
         // On success the library always sets the path (a failed strdup is
         // a -ENOMEM result instead); guard anyway.
-        guard let cPath else { return .failure(.queryFailed(buildID: buildID, urls: urls, errno: EIO)) }
+        guard let cPath else { return .failure(.debuginfodFailed(buildID: buildID, urls: urls, errno: EIO)) }
         return .success(String(cString: cPath))
     }
 
@@ -221,21 +221,21 @@ public final class DebuginfodClient: @unchecked Sendable {
 
     /// Loaded once per process, on first use; never unloaded (libcurl, which
     /// it initializes, must not be unloaded).
-    static let library: Result<Library, DebuginfodError> = loadLibrary(libraryName)
+    static let library: Result<Library, SymbolError> = loadLibrary(libraryName)
 
     /// `dlopen` + `dlsym` of `name`; the error says what to install.
-    static func loadLibrary(_ name: String) -> Result<Library, DebuginfodError> {
+    static func loadLibrary(_ name: String) -> Result<Library, SymbolError> {
         guard let dl = dlopen(name, RTLD_NOW | RTLD_LOCAL) else {
-            return .failure(.libraryUnavailable(library: name, reason: dlerror().map { String(cString: $0) } ?? "dlopen failed"))
+            return .failure(.debuginfodUnavailable(library: name, reason: dlerror().map { String(cString: $0) } ?? "dlopen failed"))
         }
-        func symbol<T>(_ symbolName: String, as type: T.Type) -> Result<T, DebuginfodError> {
+        func symbol<T>(_ symbolName: String, as type: T.Type) -> Result<T, SymbolError> {
             guard let p = dlsym(dl, symbolName) else {
                 let reason = dlerror().map { String(cString: $0) } ?? "\(symbolName) not found"
-                return .failure(.libraryUnavailable(library: name, reason: reason))
+                return .failure(.debuginfodUnavailable(library: name, reason: reason))
             }
             return .success(unsafeBitCast(p, to: type))
         }
-        do throws(DebuginfodError) {
+        do throws(SymbolError) {
             return .success(Library(
                 begin: try symbol("debuginfod_begin", as: Library.Begin.self).get(),
                 end: try symbol("debuginfod_end", as: Library.End.self).get(),
@@ -243,45 +243,6 @@ public final class DebuginfodClient: @unchecked Sendable {
         } catch {
             dlclose(dl)
             return .failure(error)
-        }
-    }
-}
-
-/// What can go wrong asking debuginfod servers. To be folded into
-/// ``SymbolError``.
-public enum DebuginfodError: Error, Equatable, Sendable, CustomStringConvertible {
-    /// `dlopen`/`dlsym` of libdebuginfod failed; `reason` is `dlerror()`.
-    case libraryUnavailable(library: String, reason: String)
-    /// `debuginfod_begin` returned NULL (out of memory, or libcurl could not
-    /// make its multi handle).
-    case clientUnavailable(urls: String)
-    /// `debuginfod_find_debuginfo` failed other than "not found". `errno`
-    /// is the library's negated result; it maps libcurl failures to errnos
-    /// (debuginfod-client.c: couldn't connect → `ECONNREFUSED`, couldn't
-    /// resolve → `EHOSTUNREACH`, timed out → `ETIME`, HTTP 406 → `EFBIG`).
-    case queryFailed(buildID: BuildID, urls: String, errno: Int32)
-
-    public var description: String {
-        switch self {
-        case .libraryUnavailable(let library, let reason):
-            return "debuginfod: cannot load \(library) (\(reason)); install libdebuginfod1 "
-                + "(Debian, Ubuntu) or elfutils-debuginfod-client (Fedora), or unset DEBUGINFOD_URLS "
-                + "to symbolize without debuginfod"
-        case .clientUnavailable(let urls):
-            return "debuginfod: cannot start a client for \(urls) (debuginfod_begin failed: out of memory?)"
-        case .queryFailed(let buildID, let urls, let code):
-            let text = strerror(code).map { String(cString: $0) } ?? "errno \(code)"
-            var hint: String
-            switch code {
-            case ETIME:
-                hint = "the servers sent less than 100 KiB in DEBUGINFOD_TIMEOUT seconds (or took longer "
-                    + "than DEBUGINFOD_MAXTIME); raise it or check the network"
-            case EFBIG:
-                hint = "the file is larger than DEBUGINFOD_MAXSIZE; raise or unset it"
-            default:
-                hint = "check DEBUGINFOD_URLS and that the servers are reachable (DEBUGINFOD_VERBOSE=1 shows the exchange)"
-            }
-            return "debuginfod: cannot fetch the debug info of build-id \(buildID) from \(urls): \(text); \(hint)"
         }
     }
 }
