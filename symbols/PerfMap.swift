@@ -45,8 +45,9 @@ public struct PerfMap: Sendable {
     public let symbols: [Symbol]
 
     /// Lines that were not `START SIZE name`: a field that is not hex (or does
-    /// not fit 64 bits), a missing name, `START + SIZE` past 2^64. Blank lines
-    /// are not counted; lines with size 0 are well formed but name no address.
+    /// not fit 64 bits), a missing name, an end `START + SIZE` that does not
+    /// fit 64 bits. Blank lines are not counted; lines with size 0 are well
+    /// formed but name no address.
     public let skippedLines: Int
 
     /// `[lo, hi)` owned by `symbols[owner]`: sorted, disjoint, adjacent

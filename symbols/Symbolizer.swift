@@ -1,5 +1,6 @@
 import SprofBase
 import SprofELF
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -90,7 +91,7 @@ public final class Symbolizer {
 
     public let options: Options
     private var modules: [ModuleKey: SymbolizedModule?] = [:]
-    private var perfMaps: [Int32: PerfMap?] = [:]
+    private var perfMaps: [Int32: (map: PerfMap?, readAt: UInt64)] = [:]
     private var kernelCache: [UInt64: SymbolizedLocation] = [:]
     private lazy var kernel: KernelSymbols? = options.kernelSymbols ?? KernelSymbols.load()
     /// Files that could not be read, with the reason, once each.
@@ -137,7 +138,14 @@ public final class Symbolizer {
               let stated = module.file.statedAddress(of: lookup, in: mapping) else {
             return unknown(module: ModuleFiles.plainPath(of: mapping), offset: fileOffset, kind: .native)
         }
-        let frames = module.frames(at: stated)
+        var frames = module.frames(at: stated)
+        // A return address that does not follow a call: the handler frame of
+        // a signal returns to the first byte of the restorer (glibc's
+        // __restore_rt, whose CFI starts at the nop before it so that
+        // unwinders find it at address - 1, while its symbol does not).
+        if frames.isEmpty, isReturnAddress, let exact = module.file.statedAddress(of: address, in: mapping) {
+            frames = module.frames(at: exact)
+        }
         if frames.isEmpty {
             return unknown(module: ModuleFiles.plainPath(of: mapping), offset: fileOffset, kind: .native)
         }
@@ -196,14 +204,15 @@ public final class Symbolizer {
     }
 
     private func jitLocation(_ address: ProcessAddress, pid: Int32, module: String) -> SymbolizedLocation? {
-        let map: PerfMap?
-        if let known = perfMaps[pid] {
-            map = known
-        } else {
-            map = PerfMap.load(pid: pid)
-            perfMaps[pid] = map
+        let now = DispatchTime.now().uptimeNanoseconds
+        var entry = perfMaps[pid]
+        // A JIT appends to its map as it compiles: on a miss, read it again,
+        // at most once a second.
+        if entry == nil || (entry!.map?.lookup(address) == nil && now &- entry!.readAt > 1_000_000_000) {
+            entry = (PerfMap.load(pid: pid), now)
+            perfMaps[pid] = entry
         }
-        guard let hit = map?.lookup(address) else { return nil }
+        guard let hit = entry?.map?.lookup(address) else { return nil }
         return SymbolizedLocation(kind: .jit, module: module, moduleOffset: hit.offset,
                                   frames: [SymbolizedFrame(function: hit.name, systemName: hit.name)])
     }

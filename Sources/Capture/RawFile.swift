@@ -13,7 +13,7 @@ public struct RawFormatVersion: Hashable, Comparable, Sendable, CustomStringConv
     public var minor: UInt16
     public init(major: UInt16, minor: UInt16) { self.major = major; self.minor = minor }
     /// What this build writes. 1.1 added the unwound-sample record (type 6).
-    public static let current = RawFormatVersion(major: 1, minor: 1)
+    public static let current = RawFormatVersion(major: 1, minor: 2)
     public static func < (a: Self, b: Self) -> Bool { (a.major, a.minor) < (b.major, b.minor) }
     public var description: String { "\(major).\(minor)" }
 }
@@ -43,6 +43,8 @@ public struct RawRecordType: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let stats = RawRecordType(rawValue: 5)
     /// A sample whose user stack was unwound at record time (format 1.1).
     public static let unwoundSample = RawRecordType(rawValue: 6)
+    /// Named addresses, ``RawLocation`` (format 1.2).
+    public static let locations = RawRecordType(rawValue: 7)
     public var description: String {
         switch rawValue {
         case 1: return "metadata"
@@ -51,6 +53,7 @@ public struct RawRecordType: RawRepresentable, Hashable, Sendable, CustomStringC
         case 4: return "sample"
         case 5: return "stats"
         case 6: return "unwound sample"
+        case 7: return "locations"
         default: return "type-\(rawValue)"
         }
     }
@@ -212,4 +215,74 @@ extension Sequence {
         }
         return true
     }
+}
+
+/// What an address of the recording stands for, named at the end of the
+/// recording while the binaries were certainly present (record type 7,
+/// format 1.2), so that reporting needs no access to them. Capture only
+/// stores these; the names come from the layer above (SprofSymbols), through
+/// ``RecordingSymbolization``.
+public struct RawLocation: Hashable, Sendable {
+    /// Which address this names.
+    public struct Key: Hashable, Sendable {
+        /// 0 for a kernel address (kernel text is the same in every process).
+        public var pid: Int32
+        /// The mapping snapshot the address was seen with (0 for the kernel):
+        /// after an exec the same address is other code.
+        public var generation: UInt64
+        public var address: UInt64
+        /// A return address (every frame but a stack's innermost) is named
+        /// from the byte before it, inside the call: the same address can
+        /// name differently as an innermost frame.
+        public var isReturnAddress: Bool
+        public var isKernel: Bool
+        public init(pid: Int32, generation: UInt64, address: UInt64, isReturnAddress: Bool, isKernel: Bool) {
+            self.pid = pid; self.generation = generation; self.address = address
+            self.isReturnAddress = isReturnAddress; self.isKernel = isKernel
+        }
+    }
+
+    /// One function at the address; inlined ones first.
+    public struct Frame: Hashable, Sendable {
+        /// The name people read (demangled).
+        public var function: String
+        /// The name the binary states (mangled).
+        public var systemName: String
+        /// Empty when unknown.
+        public var file: String
+        /// 0 when unknown.
+        public var line: UInt32
+        public var isInlined: Bool
+        public init(function: String, systemName: String, file: String, line: UInt32, isInlined: Bool) {
+            self.function = function; self.systemName = systemName; self.file = file; self.line = line; self.isInlined = isInlined
+        }
+    }
+
+    public var key: Key
+    /// SprofSymbols' `SymbolizedLocation.Kind`: 0 file, 1 kernel, 2 JIT (perf map), 3 no mapping.
+    public var kind: UInt8
+    /// The file's path, `[kernel.kallsyms]`, `[MODULE]` or the mapping's name.
+    public var module: String
+    /// File offset (user), or the address (kernel).
+    public var moduleOffset: UInt64
+    /// Innermost first; never empty.
+    public var frames: [Frame]
+
+    public init(key: Key, kind: UInt8, module: String, moduleOffset: UInt64, frames: [Frame]) {
+        self.key = key; self.kind = kind; self.module = module; self.moduleOffset = moduleOffset; self.frames = frames
+    }
+}
+
+/// Names the addresses of a recording, provided by a layer above capture
+/// (the CLI, with SprofSymbols), so capture knows nothing of symbols. Used on
+/// the writer thread only.
+public protocol RecordingSymbolization: AnyObject {
+    /// A sample as it was written: its user frames (innermost first; empty
+    /// when its stack was kept raw) with the mappings of `generation`, and
+    /// its kernel frames.
+    func note(pid: Int32, generation: UInt64, mappings: [Mapping], userFrames: UnsafeBufferPointer<UInt64>,
+              kernelFrames: [KernelAddress])
+    /// At the end of the recording, before the file is committed: names for
+    /// every address noted. May take a while (files are read now).
+    func locations() -> [RawLocation]
 }

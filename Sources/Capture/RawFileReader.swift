@@ -40,6 +40,9 @@ public final class RawFileReader: @unchecked Sendable {
     public let snapshots: [RawMappingSnapshot]
     /// The stats record; nil when the recording did not finish.
     public let stats: RawStats?
+    /// Named addresses (format 1.2: written at the end of a recording); empty
+    /// in older files and in recordings made without symbolization.
+    public let locations: [RawLocation.Key: RawLocation]
     /// Sample records present (of a kind this build knows), raw and unwound.
     public let sampleCount: Int
     /// Of ``sampleCount``, the unwound-sample records (user stack unwound at
@@ -118,6 +121,7 @@ public final class RawFileReader: @unchecked Sendable {
         var processes: [RawProcess] = []
         var snapshots: [RawMappingSnapshot] = []
         var stats: RawStats?
+        var locations: [RawLocation.Key: RawLocation] = [:]
         var sampleCount = 0
         var unwoundSampleCount = 0
         var sampleCounts: [Int32: Int] = [:]
@@ -198,6 +202,12 @@ public final class RawFileReader: @unchecked Sendable {
                     let tgid = Int32(bitPattern: payload.u32(L.tgid))
                     sampleCounts[tgid] = (sampleCounts[tgid] ?? 0) &+ 1
                 }
+            case .locations:
+                do throws(RawDecoder.Overrun) {
+                    for l in try RawDecoder.decode(payload, { (d) throws(RawDecoder.Overrun) in try d.locations() }) {
+                        locations[l.key] = l
+                    }
+                } catch { throw malformed(type, offset, error.detail) }
             case .stats:
                 if stats != nil {
                     warnings.append("a second stats record at byte \(offset) was ignored")
@@ -243,6 +253,7 @@ public final class RawFileReader: @unchecked Sendable {
         processIndex = index
         self.snapshots = snapshots
         self.stats = stats
+        self.locations = locations
         self.sampleCount = sampleCount
         self.unwoundSampleCount = unwoundSampleCount
         self.sampleCounts = sampleCounts
@@ -546,6 +557,34 @@ struct RawDecoder {
                                     path: path, buildID: idLength == 0 ? nil : BuildID(id)))
         }
         return RawMappingSnapshot(pid: pid, generation: generation, mappings: mappings)
+    }
+
+    mutating func locations() throws(Overrun) -> [RawLocation] {
+        let n = try count("locations", minSize: 34)
+        var out: [RawLocation] = []
+        out.reserveCapacity(n)
+        for _ in 0..<n {
+            let pid = try i32("pid")
+            let generation = try u64("generation")
+            let address = try u64("address")
+            let flags = try u8("flags")
+            let kind = try u8("kind")
+            let module = try string("module")
+            let offset = try u64("module offset")
+            var frames: [RawLocation.Frame] = []
+            for _ in 0..<(try count("frames", minSize: 17)) {
+                let function = try string("function")
+                let system = try string("system name")
+                let file = try string("file")
+                let line = try u32("line")
+                let inlined = try u8("inlined") != 0
+                frames.append(RawLocation.Frame(function: function, systemName: system, file: file, line: line, isInlined: inlined))
+            }
+            let key = RawLocation.Key(pid: pid, generation: generation, address: address,
+                                      isReturnAddress: flags & 1 != 0, isKernel: flags & 2 != 0)
+            out.append(RawLocation(key: key, kind: kind, module: module, moduleOffset: offset, frames: frames))
+        }
+        return out
     }
 
     mutating func stats() throws(Overrun) -> RawStats {

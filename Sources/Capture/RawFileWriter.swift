@@ -226,6 +226,40 @@ public final class RawFileWriter: @unchecked Sendable {
         return r
     }
 
+    /// Writes named addresses (``RawLocation``), in records of at most
+    /// 4,096 locations each.
+    public func writeLocations(_ locations: [RawLocation]) throws(CaptureError) {
+        var start = 0
+        while start < locations.count {
+            let chunk = locations[start..<min(start + 4096, locations.count)]
+            try record(.locations) { e in
+                // u32 count, then per location: i32 pid, u64 generation, u64 address,
+                // u8 flags (1 return address, 2 kernel), u8 kind, string module,
+                // u64 module offset, u32 frame count, then per frame: string
+                // function, string system name, string file, u32 line, u8 inlined.
+                e.u32(UInt32(chunk.count))
+                for l in chunk {
+                    e.i32(l.key.pid)
+                    e.u64(l.key.generation)
+                    e.u64(l.key.address)
+                    e.u8((l.key.isReturnAddress ? 1 : 0) | (l.key.isKernel ? 2 : 0))
+                    e.u8(l.kind)
+                    e.string(l.module)
+                    e.u64(l.moduleOffset)
+                    e.u32(UInt32(l.frames.count))
+                    for f in l.frames {
+                        e.string(f.function)
+                        e.string(f.systemName)
+                        e.string(f.file)
+                        e.u32(f.line)
+                        e.u8(f.isInlined ? 1 : 0)
+                    }
+                }
+            }
+            start += chunk.count
+        }
+    }
+
     /// Writes a record of any type. Readers that do not know `type` skip it;
     /// this is how a new record type is tried before it gets a number in
     /// ``RawRecordType``.

@@ -39,6 +39,10 @@ public struct RecordSettings: Sendable {
     /// addresses instead of stack bytes; nil keeps the raw bytes (`--raw`).
     /// Made on the writer thread, used only there.
     public var makeUnwinder: (@Sendable () -> any OnlineUnwinding)?
+    /// Names every address at the end of the recording, while the binaries
+    /// are certainly present, into the file's locations records; nil leaves
+    /// naming to `sprof report`. Made and used on the writer thread.
+    public var makeSymbolization: (@Sendable () -> any RecordingSymbolization)?
 
     public init(target: RecordTarget, output: String) {
         self.target = target
@@ -173,11 +177,14 @@ public final class Recorder: @unchecked Sendable {
         let exitNotices = Mutex<[ExitNotice]>([])
         let writerDone = DispatchSemaphore(value: 0)
         let makeUnwinder = s.makeUnwinder
+        let makeSymbolization = s.makeSymbolization
+        let symbolizationReport = Mutex<(locations: Int, nanoseconds: UInt64)?>(nil)
         let writerThread = Thread {
             defer { writerDone.signal() }
             var records = ProcessRecords()
             var generations: [Int32: UInt64] = [:]
             let unwinder = makeUnwinder?()
+            let symbolization = makeSymbolization?()
             let frames = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: 512)
             defer { frames.deallocate() }
             func keep(_ error: CaptureError) { writeError.withLock { if $0 == nil { $0 = error } } }
@@ -210,8 +217,13 @@ public final class Recorder: @unchecked Sendable {
                     if let unwinder,
                        let (count, stop) = unwinder.unwind(sample, generation: gen, mappings: processes.mappings(of: sample.tgid), into: frames) {
                         try writer.writeUnwoundSample(sample, userFrames: UnsafeBufferPointer(start: frames.baseAddress, count: count), stop: stop)
+                        symbolization?.note(pid: sample.tgid, generation: gen, mappings: processes.mappings(of: sample.tgid),
+                                            userFrames: UnsafeBufferPointer(start: frames.baseAddress, count: count),
+                                            kernelFrames: sample.kernelStack)
                     } else {
                         try writer.writeSample(sample)
+                        symbolization?.note(pid: sample.tgid, generation: gen, mappings: processes.mappings(of: sample.tgid),
+                                            userFrames: UnsafeBufferPointer(start: nil, count: 0), kernelFrames: sample.kernelStack)
                     }
                     samplesWritten.add(1, ordering: .relaxed)
                 } catch {
@@ -226,6 +238,14 @@ public final class Recorder: @unchecked Sendable {
                 try writeExits()
                 for pid in records.pidsNotKnownToHaveExited where procSaysExited(pid: pid) {
                     if let r = records.exited(pid: pid, at: nil) { try writer.writeProcess(r) }
+                }
+                // Name every address now, before the file is committed.
+                if let symbolization, writeError.withLock({ $0 == nil }) {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    let locations = symbolization.locations()
+                    try writer.writeLocations(locations)
+                    let took = DispatchTime.now().uptimeNanoseconds - t0
+                    symbolizationReport.withLock { $0 = (locations.count, took) }
                 }
             } catch {
                 keep(error)
@@ -335,6 +355,10 @@ public final class Recorder: @unchecked Sendable {
         stats.counters["queue_dropped"] = queue.droppedCount
         stats.counters["perfbuf_lost"] = sampler.perfBufferLost
         stats.counters["undecodable"] = sampler.undecodable
+        if let (n, ns) = symbolizationReport.withLock({ $0 }) {
+            stats.counters["symbolized_locations"] = UInt64(n)
+            stats.counters["symbolize_us"] = ns / 1000
+        }
         let bytes = try writer.finish(stats: stats)
         return RecordSummary(samples: stats.samplesWritten, lost: lost, durationSeconds: Double(end - start) / 1e9,
                              bytesWritten: bytes, reason: reason, commandExitStatus: exitStatus,

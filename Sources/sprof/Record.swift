@@ -84,6 +84,7 @@ struct Record: ParsableCommand {
         if let r = ringBufferSize { settings.ringBufferBytes = r }
         settings.statusLine = true
         if !raw { settings.makeUnwinder = { SampleUnwinder(source: .live) } }
+        settings.makeSymbolization = { RecordingSymbolizer() }
 
         signal(SIGINT) { sig in recordStopRequested.store(sig, ordering: .relaxed) }
         signal(SIGTERM) { sig in recordStopRequested.store(sig, ordering: .relaxed) }

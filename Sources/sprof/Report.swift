@@ -15,7 +15,10 @@ struct Report: ParsableCommand {
             unwinder (or, with --unwinder libunwind, with libunwind's remote unwinder, the one perf uses),
             then prints folded stacks (Brendan Gregg's format: root;...;leaf COUNT). Stacks that could not
             be unwound to their outermost frame start with a `[truncated: reason]` frame, so a short stack
-            is never mistaken for a whole one. Kernel frames end in `_[k]`.
+            is never mistaken for a whole one. Names are demangled (C++, Rust, Swift); inlined functions are
+            frames of their own, marked `_[i]`; kernel frames end in `_[k]`, JIT frames (perf maps) in
+            `_[j]`; an address nothing names is `module+0xOFFSET`. A recording names its addresses when it
+            ends; a raw one (--raw) is named now, from the recorded paths.
 
             Examples:
               sprof report app.data --folded > app.folded
@@ -34,6 +37,9 @@ struct Report: ParsableCommand {
     @Option(help: "Unwinder: sprof (DWARF CFI, default) or libunwind (the oracle perf uses).")
     var unwinder = "sprof"
 
+    @Flag(help: "Show names as the binaries state them (mangled C++, Rust and Swift names).")
+    var noDemangle = false
+
     func validate() throws {
         guard ["sprof", "libunwind"].contains(unwinder) else { throw ValidationError("--unwinder must be sprof or libunwind") }
     }
@@ -41,7 +47,7 @@ struct Report: ParsableCommand {
     func run() throws {
         let reader: RawFileReader
         do { reader = try RawFileReader(path: file) } catch { fail("\(error)") }
-        let names = FrameNamer()
+        let names = FrameNames(recorded: reader.locations, mangled: noDemangle)
         var foldedStacks = FoldedStacks()
         let unwinder = SampleUnwinder(source: .recordedPaths)
         let oracle = unwinder_isLibunwind ? LibunwindUnwinder() : nil
@@ -55,24 +61,34 @@ struct Report: ParsableCommand {
                 return
             }
             stack.removeAll(keepingCapacity: true)
+            let generation = snapshot?.generation ?? 0
             var stop = UnwindStop.complete
+            // Innermost first; frame 0 is where the thread was, the rest are return addresses.
+            var user: [UInt64] = []
             if let n = sample.userFrameCount {
                 // Unwound while recording.
-                for i in stride(from: n - 1, through: 0, by: -1) { stack.append(names.user(sample.userFrame(i).rawValue, mappings: mappings)) }
+                user = (0..<n).map { sample.userFrame($0).rawValue }
                 stop = UnwindStop(rawValue: sample.unwindStop) ?? .badCFI
             } else if let oracle {
                 let r = oracle.unwind(sample: sample, mappings: mappings, openFile: { $0.path })
-                for a in r.frames.reversed() { stack.append(names.user(a.rawValue, mappings: mappings)) }
+                user = r.frames.map(\.rawValue)
                 if r.frames.isEmpty { stop = .noUnwindInfo }
             } else {
-                unwinder.unwind(sample, pid: sample.tgid, generation: snapshot?.generation ?? 0, mappings: mappings) { frames, outcome in
+                unwinder.unwind(sample, pid: sample.tgid, generation: generation, mappings: mappings) { frames, outcome in
                     stop = outcome.stop
-                    for a in frames.reversed() { stack.append(names.user(a, mappings: mappings)) }
+                    user = Array(frames)
                 }
             }
-            if stop != .complete && stop != .noUserRegisters { stack.insert("[truncated: \(stop)]", at: 0) }
-            stack.insert(sample.comm.description, at: 0)
-            for k in sample.kernelStack.reversed() { stack.append(names.kernel(k)) }
+            stack.append(sample.comm.description)
+            if stop != .complete && stop != .noUserRegisters { stack.append("[truncated: \(stop)]") }
+            for i in stride(from: user.count - 1, through: 0, by: -1) {
+                names.appendFolded(names.user(user[i], isReturnAddress: i > 0, pid: sample.tgid, generation: generation,
+                                              mappings: mappings), to: &stack)
+            }
+            let kernel = sample.kernelStack
+            for i in stride(from: kernel.count - 1, through: 0, by: -1) {
+                names.appendFolded(names.kernel(kernel[i], isReturnAddress: i > 0), to: &stack)
+            }
             foldedStacks.add(stack)
         }
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
@@ -126,31 +142,4 @@ struct Report: ParsableCommand {
     }
 
     private var unwinder_isLibunwind: Bool { unwinder == "libunwind" }
-}
-
-/// Names frames with ELF symbol tables (raw, mangled names for now) and
-/// /proc/kallsyms. One symbol table per file, read once.
-final class FrameNamer {
-    private var tables: [String: ELFSymbols?] = [:]
-    private lazy var kallsyms = KernelSymbols.load()
-
-    func user(_ address: UInt64, mappings: [Mapping]) -> String {
-        let a = ProcessAddress(address)
-        guard let m = mappings.first(where: { $0.contains(a) }) else { return "[unknown]" }
-        let table: ELFSymbols?
-        if let t = tables[m.path] {
-            table = t
-        } else {
-            table = (try? ELFFile(path: m.path)).flatMap { try? ELFSymbols($0) }
-            tables[m.path] = table
-        }
-        if let (sym, _) = table?.lookup(a, in: m) { return sym.name }
-        let base = m.path.split(separator: "/").last.map(String.init) ?? m.path
-        return "[\(base)+0x\(String(address &- m.start.rawValue &+ m.fileOffset.rawValue, radix: 16))]"
-    }
-
-    func kernel(_ address: KernelAddress) -> String {
-        guard let (sym, _) = kallsyms?.lookup(address) else { return "[kernel]_[k]" }
-        return sym.name + "_[k]"
-    }
 }

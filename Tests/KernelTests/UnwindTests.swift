@@ -6,41 +6,16 @@ import XCTest
 @testable import SprofCapture
 @testable import SprofUnwind
 
-/// Names user frames with the ELF symbol tables of the mapped files, or of
-/// their separate debug files (/usr/lib/debug/.build-id, for libc's local
-/// symbols such as start_thread and __restore_rt).
+/// Names user frames with sprof's own symbolizer as the binaries state
+/// them (mangled, as expected.json has them): the outermost function at
+/// each address (inline frames are not part of the expected chains).
 final class TestSymbolizer {
-    private var tables: [String: (ELFFile, ELFSymbols)?] = [:]
+    private let symbolizer = Symbolizer()
 
-    private func table(for path: String) -> (ELFFile, ELFSymbols)? {
-        if let t = tables[path] { return t }
-        var result: (ELFFile, ELFSymbols)?
-        if let elf = try? ELFFile(path: path) {
-            var symbols = try? ELFSymbols(elf)
-            if let id = try? elf.buildID() {
-                let hex = id.description
-                let debugPath = "/usr/lib/debug/.build-id/\(hex.prefix(2))/\(hex.dropFirst(2)).debug"
-                if let debug = try? ELFFile(path: debugPath), let s = try? ELFSymbols(debug), s.table == .symtab { symbols = s }
-            }
-            if let symbols { result = (elf, symbols) }
-        }
-        tables[path] = result
-        return result
-    }
-
-    /// The function of a frame. Return addresses (not the innermost frame)
-    /// are looked up at address - 1, inside the call; if nothing is there
-    /// (a signal frame's return address is __restore_rt's first byte), at
-    /// the address itself.
-    func name(_ address: UInt64, innermost: Bool, mappings: [Mapping]) -> String {
+    func name(_ address: UInt64, innermost: Bool, pid: Int32 = 0, mappings: [Mapping]) -> String {
         let a = ProcessAddress(address)
-        guard let m = mappings.first(where: { $0.contains(a) }), let (elf, symbols) = table(for: m.path) else { return "?" }
-        for probe in innermost ? [address] : [address &- 1, address] {
-            if let svma = elf.statedAddress(of: ProcessAddress(probe), in: m), let (sym, _) = symbols.lookup(svma) {
-                return sym.name
-            }
-        }
-        return "?"
+        let l = symbolizer.symbolize(a, isReturnAddress: !innermost, pid: pid, mapping: mappings.first { $0.contains(a) }, live: false)
+        return l.isNamed ? l.frames.last!.systemName : "?"
     }
 
     /// Root → leaf names of an unwound sample.

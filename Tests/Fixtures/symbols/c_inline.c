@@ -1,8 +1,11 @@
 /* Symbolization fixture (C): a chain with three levels of inlining inside
  * one real function, a static function, and a libc call through the PLT.
- * Recipe: build.sh. */
+ * With an argument, prints pid=<pid>, flushes, then calls hot_function for
+ * that many seconds (for recording). Recipe: build.sh. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
 
 static inline __attribute__((always_inline)) unsigned long mix(unsigned long x)
 {
@@ -33,8 +36,25 @@ static __attribute__((noinline)) int compare_longs(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1) {
+		printf("pid=%d\n", getpid());
+		fflush(stdout);
+		double end = now() + atof(argv[1]);
+		unsigned long x = 1;
+		while (now() < end)
+			for (int i = 0; i < 1000; i++)
+				x = hot_function(x);
+		return x == 42;
+	}
 	long v[64];
 	for (int i = 0; i < 64; i++)
 		v[i] = (long)hot_function((unsigned long)(i + argc));

@@ -1,0 +1,136 @@
+import SprofBase
+import SprofCapture
+import SprofSymbols
+
+extension RawLocation {
+    /// The file form of a symbolized location.
+    init(key: Key, _ l: SymbolizedLocation) {
+        self.init(key: key, kind: l.kind.rawValue, module: l.module, moduleOffset: l.moduleOffset,
+                  frames: l.frames.map {
+                      Frame(function: $0.function, systemName: $0.systemName, file: $0.file ?? "",
+                            line: UInt32(clamping: $0.line), isInlined: $0.isInlined)
+                  })
+    }
+}
+
+/// Makes a symbolizer as sprof runs it: debuginfod when `DEBUGINFOD_URLS` is set.
+func makeSymbolizer() -> Symbolizer {
+    var options = Symbolizer.Options()
+    options.debuginfod = DebuginfodClient.fromEnvironment()
+    return Symbolizer(options: options)
+}
+
+/// Collects the addresses of a recording as samples are written and names
+/// them all at its end (`sprof record`), while the processes' files are
+/// certainly present: through `/proc/PID/root` and `/proc/PID/map_files` for
+/// a live process, by path and build-id for one that has exited.
+final class RecordingSymbolizer: RecordingSymbolization {
+    private struct SnapshotKey: Hashable { var pid: Int32; var generation: UInt64 }
+    /// Mappings of each snapshot seen, sorted by start.
+    private var snapshots: [SnapshotKey: [Mapping]] = [:]
+    private var keys: Set<RawLocation.Key> = []
+    /// JIT code is named when it is seen: its perf map may be gone, or the
+    /// memory reused, by the end.
+    private var early: [RawLocation.Key: RawLocation] = [:]
+    private lazy var symbolizer = makeSymbolizer()
+
+    func note(pid: Int32, generation: UInt64, mappings: [Mapping], userFrames: UnsafeBufferPointer<UInt64>,
+              kernelFrames: [KernelAddress]) {
+        if !userFrames.isEmpty {
+            let s = SnapshotKey(pid: pid, generation: generation)
+            if snapshots[s] == nil { snapshots[s] = mappings.sorted { $0.start < $1.start } }
+            for i in 0..<userFrames.count {
+                let key = RawLocation.Key(pid: pid, generation: generation, address: userFrames[i],
+                                          isReturnAddress: i > 0, isKernel: false)
+                guard keys.insert(key).inserted else { continue }
+                let a = ProcessAddress(key.address)
+                if let m = mapping(containing: a, in: snapshots[s]!), !m.isFile, m.isExecutable, m.path != "[vdso]" {
+                    early[key] = RawLocation(key: key, symbolizer.symbolize(a, isReturnAddress: i > 0, pid: pid, mapping: m))
+                }
+            }
+        }
+        for (i, k) in kernelFrames.enumerated() {
+            keys.insert(RawLocation.Key(pid: 0, generation: 0, address: k.rawValue, isReturnAddress: i > 0, isKernel: true))
+        }
+    }
+
+    func locations() -> [RawLocation] {
+        var out: [RawLocation] = []
+        out.reserveCapacity(keys.count)
+        // Sorted, so the file's order does not depend on hashing.
+        for key in keys.sorted(by: { ($0.pid, $0.generation, $0.address) < ($1.pid, $1.generation, $1.address) }) {
+            if let named = early[key], named.kind == SymbolizedLocation.Kind.jit.rawValue {
+                out.append(named)
+            } else if key.isKernel {
+                out.append(RawLocation(key: key, symbolizer.symbolize(kernel: KernelAddress(key.address), isReturnAddress: key.isReturnAddress)))
+            } else {
+                let mappings = snapshots[SnapshotKey(pid: key.pid, generation: key.generation)] ?? []
+                let a = ProcessAddress(key.address)
+                out.append(RawLocation(key: key, symbolizer.symbolize(a, isReturnAddress: key.isReturnAddress, pid: key.pid,
+                                                                      mapping: mapping(containing: a, in: mappings), live: true)))
+            }
+        }
+        return out
+    }
+}
+
+/// The mapping of `sorted` (sorted by start, not overlapping) that holds `address`.
+func mapping(containing address: ProcessAddress, in sorted: [Mapping]) -> Mapping? {
+    var lo = 0, hi = sorted.count
+    while lo < hi {
+        let mid = (lo + hi) / 2
+        if sorted[mid].start <= address { lo = mid + 1 } else { hi = mid }
+    }
+    guard lo > 0, sorted[lo - 1].contains(address) else { return nil }
+    return sorted[lo - 1]
+}
+
+/// Names frames for reports: from the recording's own locations records
+/// when it has them (format 1.2), else by symbolizing now from the recorded
+/// paths (a raw recording, or an older file), checked by build-id.
+final class FrameNames {
+    private let recorded: [RawLocation.Key: RawLocation]
+    private lazy var symbolizer = makeSymbolizer()
+    private var named: [RawLocation.Key: RawLocation] = [:]
+    /// Show mangled names (`--no-demangle`).
+    let mangled: Bool
+
+    init(recorded: [RawLocation.Key: RawLocation], mangled: Bool) {
+        self.recorded = recorded
+        self.mangled = mangled
+    }
+
+    func user(_ address: UInt64, isReturnAddress: Bool, pid: Int32, generation: UInt64, mappings: [Mapping]) -> RawLocation {
+        let key = RawLocation.Key(pid: pid, generation: generation, address: address, isReturnAddress: isReturnAddress, isKernel: false)
+        if let l = recorded[key] ?? named[key] { return l }
+        let a = ProcessAddress(address)
+        let l = RawLocation(key: key, symbolizer.symbolize(a, isReturnAddress: isReturnAddress, pid: pid,
+                                                           mapping: mappings.first { $0.contains(a) }, live: false))
+        named[key] = l
+        return l
+    }
+
+    func kernel(_ address: KernelAddress, isReturnAddress: Bool) -> RawLocation {
+        let key = RawLocation.Key(pid: 0, generation: 0, address: address.rawValue, isReturnAddress: isReturnAddress, isKernel: true)
+        if let l = recorded[key] ?? named[key] { return l }
+        let l = RawLocation(key: key, symbolizer.symbolize(kernel: address, isReturnAddress: isReturnAddress))
+        named[key] = l
+        return l
+    }
+
+    /// Appends the location's frames to a folded stack, outermost first,
+    /// marked as stackcollapse-perf.pl marks them: `_[k]` kernel, `_[j]` JIT,
+    /// `_[i]` inlined. A `;` (the frame separator) in a name becomes `:`.
+    func appendFolded(_ l: RawLocation, to stack: inout [String]) {
+        for f in l.frames.reversed() {
+            var name = mangled ? f.systemName : f.function
+            if name.contains(";") { name = name.replacingOccurrences(of: ";", with: ":") }
+            switch l.kind {
+            case SymbolizedLocation.Kind.kernel.rawValue: name += "_[k]"
+            case SymbolizedLocation.Kind.jit.rawValue: name += "_[j]"
+            default: if f.isInlined { name += "_[i]" }
+            }
+            stack.append(name)
+        }
+    }
+}
