@@ -36,8 +36,11 @@ final class DWARFSource {
 
     private let dwarf: OpaquePointer
     private let fd: Int32
-    /// Address ranges of the compilation units, sorted by `low`.
+    /// Address ranges of the compilation units, sorted by `low`: built on
+    /// the first address `.debug_aranges` does not answer for (producers
+    /// other than GCC often omit that section).
     private var ranges: [(low: UInt64, high: UInt64, unit: UInt64)] = []
+    private var indexed = false
 
     /// Opens `path`'s DWARF; nil when it has none (or libdw refuses it).
     init?(path: String) {
@@ -46,8 +49,12 @@ final class DWARFSource {
         guard let dwarf = dwarf_begin(fd, DWARF_C_READ) else { close(fd); return nil }
         self.fd = fd
         self.dwarf = dwarf
-        indexUnits()
-        if ranges.isEmpty {
+        // A file without a single unit has nothing to give.
+        var next: OpaquePointer? = nil
+        var version: Dwarf_Half = 0
+        var unitType: UInt8 = 0
+        var cuDie = Dwarf_Die()
+        if dwarf_get_units(dwarf, nil, &next, &version, &unitType, &cuDie, nil) != 0 {
             dwarf_end(dwarf)
             close(fd)
             return nil
@@ -62,6 +69,7 @@ final class DWARFSource {
     /// DW_UT_compile (1) and DW_UT_partial (3) hold code (DWARF 5 §7.5.1);
     /// DWARF 4 units report DW_UT_compile.
     private func indexUnits() {
+        indexed = true
         var unit: OpaquePointer? = nil
         while true {
             var next: OpaquePointer? = nil
@@ -82,8 +90,13 @@ final class DWARFSource {
         ranges.sort { $0.low < $1.low }
     }
 
-    /// The compilation unit DIE whose ranges hold `address`.
+    /// The compilation unit DIE whose ranges hold `address`: from
+    /// `.debug_aranges` (libdw's `dwarf_addrdie`, a table read once), else
+    /// from the units' own ranges.
     private func unit(containing address: UInt64) -> Dwarf_Die? {
+        var found = Dwarf_Die()
+        if dwarf_addrdie(dwarf, Dwarf_Addr(address), &found) != nil { return found }
+        if !indexed { indexUnits() }
         var lo = 0, hi = ranges.count
         while lo < hi {
             let mid = (lo + hi) / 2
@@ -108,19 +121,38 @@ final class DWARFSource {
         let a = address.rawValue
         guard var cu = unit(containing: a) else { return [] }
         var chain: [Dwarf_Die] = []
-        _ = descend(&cu, a, &chain)
+        if var function = function(containing: a, in: &cu) {
+            chain.append(function)
+            _ = descend(&function, a, &chain)
+        }
 
         var files: OpaquePointer? = nil
         var fileCount = 0
         let haveFiles = dwarf_getsrcfiles(&cu, &files, &fileCount) == 0
+        // A relative name is relative to the unit's compilation directory
+        // (DWARF 5 §6.2.4, "include_directories"; §3.1.1 DW_AT_comp_dir), as
+        // addr2line prints it.
+        var compDir: String? = nil
+        var dirAttr = Dwarf_Attribute()
+        if dwarf_attr(&cu, 0x1b /* DW_AT_comp_dir */, &dirAttr) != nil, let d = dwarf_formstring(&dirAttr) {
+            compDir = String(cString: d)
+        }
+        func absolute(_ name: UnsafePointer<CChar>) -> String {
+            let path = String(cString: name)
+            guard !path.hasPrefix("/"), let compDir, !compDir.isEmpty else { return path }
+            return compDir.hasSuffix("/") ? compDir + path : compDir + "/" + path
+        }
 
         // The line-table row at the address: the innermost frame's place.
         var file: String? = nil
         var line: Int32 = 0
         if let row = dwarf_getsrc_die(&cu, Dwarf_Addr(a)) {
-            if let s = dwarf_linesrc(row, nil, nil) { file = String(cString: s) }
+            if let s = dwarf_linesrc(row, nil, nil) { file = absolute(s) }
             _ = dwarf_lineno(row, &line)
         }
+        // No row for it (code without line information): the unit's own
+        // source file, as addr2line gives it, with line 0 (unknown).
+        if file == nil, let name = dwarf_diename(&cu) { file = absolute(name) }
         guard !chain.isEmpty else {
             // Code in the unit's ranges but in no subprogram (hand-written assembly):
             // the line is still worth having.
@@ -139,13 +171,78 @@ final class DWARFSource {
             if haveFiles, dwarf_attr(&chain[k], 0x58 /* DW_AT_call_file */, &attr) != nil,
                dwarf_formudata(&attr, &value) == 0, Int(value) < fileCount,
                let s = dwarf_filesrc(files, Int(value), nil, nil) {
-                callFile = String(cString: s)
+                callFile = absolute(s)
             }
             var callLine: Dwarf_Word = 0
             if dwarf_attr(&chain[k], 0x59 /* DW_AT_call_line */, &attr) != nil { _ = dwarf_formudata(&attr, &callLine) }
             place = (callFile, Int(callLine))
         }
         return out
+    }
+
+    /// The functions (`DW_TAG_subprogram` DIEs with code) of each unit
+    /// looked at so far, by the unit's offset: (low, high, DIE offset),
+    /// sorted by low. Built by one walk of the unit's tree the first time an
+    /// address falls in it, so that a lookup is a binary search and a walk
+    /// of one function, not of the unit (Rust's and C++'s units hold
+    /// thousands of functions in nested namespaces).
+    private var functions: [UInt64: [(low: UInt64, high: UInt64, die: UInt64)]] = [:]
+
+    private func function(containing address: UInt64, in cu: inout Dwarf_Die) -> Dwarf_Die? {
+        let key = dwarf_dieoffset(&cu)
+        if functions[key] == nil {
+            var list: [(low: UInt64, high: UInt64, die: UInt64)] = []
+            collectFunctions(under: &cu, into: &list)
+            list.sort { $0.low < $1.low }
+            functions[key] = list
+        }
+        let list = functions[key]!
+        var lo = 0, hi = list.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if list[mid].low <= address { lo = mid + 1 } else { hi = mid }
+        }
+        // The smallest range holding the address (a function nested in
+        // another, as Swift's local functions are, lies inside it), looking
+        // back over functions that start earlier and still cover it.
+        var best: (size: UInt64, die: UInt64)?
+        var i = lo - 1
+        var scanned = 0
+        while i >= 0 && scanned < 64 {
+            let f = list[i]
+            if f.high > address, best == nil || f.high - f.low < best!.size { best = (f.high - f.low, f.die) }
+            i -= 1
+            scanned += 1
+        }
+        guard let best else { return nil }
+        var die = Dwarf_Die()
+        return dwarf_offdie(dwarf, Dwarf_Off(best.die), &die) != nil ? die : nil
+    }
+
+    /// Every subprogram with code under `parent`, at any depth.
+    private func collectFunctions(under parent: inout Dwarf_Die, into list: inout [(low: UInt64, high: UInt64, die: UInt64)]) {
+        var child = Dwarf_Die()
+        guard dwarf_child(&parent, &child) == 0 else { return }
+        while true {
+            let tag = dwarf_tag(&child)
+            if tag == 0x2e || tag == 0x03 {  // DW_TAG_subprogram, DW_TAG_entry_point
+                var base: Dwarf_Addr = 0, start: Dwarf_Addr = 0, end: Dwarf_Addr = 0
+                var o = dwarf_ranges(&child, 0, &base, &start, &end)
+                let offset = dwarf_dieoffset(&child)
+                while o > 0 {
+                    if end > start { list.append((start, end, offset)) }
+                    o = dwarf_ranges(&child, o, &base, &start, &end)
+                }
+            }
+            // Types, namespaces and functions can all hold function definitions;
+            // inlined instances and variables cannot.
+            if tag != 0x1d && tag != 0x34 && tag != 0x05 && dwarf_haschildren(&child) != 0 {
+                collectFunctions(under: &child, into: &list)
+            }
+            var next = Dwarf_Die()
+            guard dwarf_siblingof(&child, &next) == 0 else { return }
+            child = next
+        }
     }
 
     /// Appends to `chain` the subprogram and inlined-subroutine DIEs under

@@ -15,9 +15,10 @@ struct Sprof: ParsableCommand {
               sudo sprof record -p 1234 -d 10 -o app.sprof         profile process 1234 for 10 s
               sudo sprof record -a -d 5                              every process, 5 s
               sprof dump app.sprof | head                            the raw samples
+              sprof symbolize -e ./my-app 0x1139                     name an address (addr2line -f -i -C)
               sudo sprof doctor                                      what this kernel allows
             """,
-        subcommands: [Record.self, Report.self, Dump.self, Doctor.self])
+        subcommands: [Record.self, Report.self, Symbolize.self, Dump.self, Doctor.self])
 
     static func bootstrapLogging(verbose: Bool) {
         LoggingSystem.bootstrap { label in
