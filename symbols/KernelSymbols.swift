@@ -12,7 +12,7 @@ import Glibc
 /// at or below it, as perf assumes too. The table is parsed from bytes (a
 /// 6.x kernel lists ~120,000 symbols; building a Swift string per line cost
 /// most of a second) and keeps names in one buffer, decoded when looked up.
-public struct KernelSymbols: Sendable {
+public struct KernelSymbols: RandomAccessCollection, Sendable {
     public struct Symbol: Hashable, Sendable {
         public var address: KernelAddress
         public var name: String
@@ -33,7 +33,8 @@ public struct KernelSymbols: Sendable {
     let names: [UInt8]
     let modules: [String]
 
-    public var count: Int { entries.count }
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { entries.count }
 
     public init(kallsyms text: String) {
         self.init(bytes: Array(text.utf8))

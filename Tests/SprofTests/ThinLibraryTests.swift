@@ -14,7 +14,7 @@ final class KernelSymbolsTests: XCTestCase {
             0000000000000000 T hidden
             """
         let k = KernelSymbols(kallsyms: text)
-        XCTAssertEqual(k.symbols.map(\.name), ["_stext", "helper", "schedule", "mod_func"])
+        XCTAssertEqual(k.map(\.name), ["_stext", "helper", "schedule", "mod_func"])
         XCTAssertEqual(k.lookup(KernelAddress(0xffff_ffff_8100_0150))?.symbol.name, "helper")
         XCTAssertEqual(k.lookup(KernelAddress(0xffff_ffff_8100_0150))?.offset, 0x50)
         XCTAssertEqual(k.lookup(KernelAddress(0xffff_ffff_8100_0250))?.symbol.name, "helper", "data symbols are not functions")
@@ -25,8 +25,9 @@ final class KernelSymbolsTests: XCTestCase {
     /// Against the running kernel: every text symbol looks itself up.
     func testRealKallsyms() throws {
         guard let k = KernelSymbols.load() else { throw XCTSkip("/proc/kallsyms addresses hidden (needs CAP_SYSLOG)") }
-        XCTAssertGreaterThan(k.symbols.count, 10_000)
-        let sched = try XCTUnwrap(k.symbols.first { $0.name == "schedule" })
+        XCTAssertTrue(zip(k.dropFirst(), k).allSatisfy { $0.address >= $1.address }, "sorted by address")
+        XCTAssertGreaterThan(k.count, 10_000)
+        let sched = try XCTUnwrap(k.first { $0.name == "schedule" })
         XCTAssertEqual(k.lookup(sched.address.advancedForTest(4))?.symbol.name, "schedule")
     }
 }
