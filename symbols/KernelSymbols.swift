@@ -77,7 +77,7 @@ public struct KernelSymbols: RandomAccessCollection, Sendable {
                     moduleIndex[slice] = module
                 }
             }
-            let length = min(nameEnd - nameStart, Int(UInt16.max))
+            let length = Swift.min(nameEnd - nameStart, Int(UInt16.max))
             entries.append(Entry(address: address, nameStart: UInt32(names.count), nameLength: UInt16(length), module: module))
             names.append(contentsOf: bytes[nameStart..<(nameStart + length)])
         }
