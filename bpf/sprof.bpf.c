@@ -136,7 +136,14 @@ static __always_inline __u32 copy_ustack_vma(struct sprof_scratch *sc, __u64 sp,
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 len;
 
-	if (bpf_find_vma(task, sp, vma_end_cb, &vc, 0) || vc.end <= sp)
+	if (bpf_find_vma(task, sp, vma_end_cb, &vc, 0)) {
+		/* -EBUSY when the per-CPU irq_work that defers mmap_read_unlock
+		 * is still pending or the lock is contended
+		 * (kernel/bpf/mmap_unlock_work.h, kernel/bpf/task_iter.c). */
+		count(SPROF_CNT_FIND_VMA_FAILED);
+		return 0;
+	}
+	if (vc.end <= sp)
 		return 0;
 	len = vc.end - sp;
 	if (len <= want) {

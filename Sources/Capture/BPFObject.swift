@@ -282,10 +282,12 @@ public struct KernelCounters: Sendable, Equatable {
     public var kernelStackErrors: UInt64 { values[Int(SPROF_CNT_KSTACK_ERR.rawValue)] }
     public var noScratch: UInt64 { values[Int(SPROF_CNT_NO_SCRATCH.rawValue)] }
     public var noUserRegisters: UInt64 { values[Int(SPROF_CNT_NO_USER_REGS.rawValue)] }
+    /// Samples whose `bpf_find_vma` was refused (page-by-page copies instead).
+    public var findVMAFailed: UInt64 { values[Int(SPROF_CNT_FIND_VMA_FAILED.rawValue)] }
 
     public var dictionary: [String: UInt64] {
         ["runs": runs, "emitted": emitted, "lost": lost, "filtered": filtered,
          "ustack_faults": userStackFaults, "kstack_errors": kernelStackErrors,
-         "no_scratch": noScratch, "no_user_regs": noUserRegisters]
+         "no_scratch": noScratch, "no_user_regs": noUserRegisters, "find_vma_failed": findVMAFailed]
     }
 }

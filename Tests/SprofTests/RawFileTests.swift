@@ -249,6 +249,51 @@ final class RawFileTests: XCTestCase {
         XCTAssertEqual(snap.mapping(containing: ProcessAddress(0x7ffd_0000_1000))?.path, "[stack]")
     }
 
+    // MARK: Locations (format 1.2)
+
+    /// Named addresses written at the end of a recording read back equal,
+    /// keyed as reports look them up; a count the record cannot hold is a
+    /// malformed-record error, not a crash.
+    func testLocationsRoundTrip() throws {
+        let file = path("locations.raw")
+        let w = try RawFileWriter(path: file)
+        try w.writeMetadata(Self.metadata)
+        let user = RawLocation(
+            key: .init(pid: 1234, generation: 2, address: 0x40_1234, isReturnAddress: true, isKernel: false),
+            kind: 0, module: "/usr/bin/server", moduleOffset: 0x1234,
+            frames: [.init(function: "mix", systemName: "mix", file: "/src/a.c", line: 7, isInlined: true),
+                     .init(function: "app::run(double)", systemName: "_ZN3app3runEd", file: "/src/a.cpp", line: 42, isInlined: false)])
+        let kernel = RawLocation(
+            key: .init(pid: 0, generation: 0, address: 0xffff_ffff_8100_0010, isReturnAddress: false, isKernel: true),
+            kind: 1, module: "[kernel.kallsyms]", moduleOffset: 0xffff_ffff_8100_0010,
+            frames: [.init(function: "schedule", systemName: "schedule", file: "", line: 0, isInlined: false)])
+        // More than one record's worth (4,096 a record).
+        let many = (0..<5000).map { i in
+            RawLocation(key: .init(pid: 9, generation: 1, address: UInt64(i), isReturnAddress: false, isKernel: false),
+                        kind: 3, module: "[unknown]", moduleOffset: UInt64(i),
+                        frames: [.init(function: "[unknown]+0x\(String(i, radix: 16))", systemName: "x", file: "", line: 0, isInlined: false)])
+        }
+        try w.writeLocations([user, kernel] + many)
+        try w.finish(stats: RawStats(samplesLost: 0, durationNanoseconds: 1, endReason: "duration elapsed"))
+        let r = try RawFileReader(path: file)
+        XCTAssertEqual(r.locations.count, 5002)
+        XCTAssertEqual(r.locations[user.key], user)
+        XCTAssertEqual(r.locations[kernel.key], kernel)
+        XCTAssertEqual(r.locations[many[4999].key], many[4999])
+        XCTAssertEqual(r.skippedRecords, [:])
+        XCTAssertTrue(r.warnings.isEmpty, "\(r.warnings)")
+
+        // A locations record claiming more entries than it holds.
+        let bad = path("bad-locations.raw")
+        let w2 = try RawFileWriter(path: bad)
+        try w2.writeMetadata(Self.metadata)
+        try w2.writeRecord(type: .locations, payload: [0xff, 0xff, 0x00, 0x00, 1, 2, 3])
+        try w2.finish(stats: RawStats(samplesLost: 0, durationNanoseconds: 1, endReason: "duration elapsed"))
+        XCTAssertThrowsError(try RawFileReader(path: bad)) { error in
+            XCTAssertTrue("\(error)".contains("locations"), "\(error)")
+        }
+    }
+
     // MARK: Unwound samples (format 1.1)
 
     /// Writes `s` as an unwound sample with these frames.
@@ -306,7 +351,7 @@ final class RawFileTests: XCTestCase {
         XCTAssertEqual(w.samplesWritten, UInt64(shapes.count))
 
         let r = try RawFileReader(path: file)
-        XCTAssertEqual(r.formatVersion, RawFormatVersion(major: 1, minor: 1))
+        XCTAssertEqual(r.formatVersion, RawFormatVersion(major: 1, minor: 2))
         XCTAssertEqual(r.sampleCount, shapes.count)
         XCTAssertEqual(r.unwoundSampleCount, shapes.count)
         XCTAssertEqual(r.sampleCounts, [7: shapes.count])
@@ -361,7 +406,7 @@ final class RawFileTests: XCTestCase {
         try Self.writeUnwound(w, raw, frames: [0x40_1234, 0x40_2345], stop: 2)
         try w.finish(stats: RawStats(samplesLost: 0, durationNanoseconds: 1, endReason: "duration elapsed"))
         let bytes = try XCTUnwrap(contents(path("layout.raw")))
-        XCTAssertEqual(Array(bytes[RawHeader.majorOffset..<(RawHeader.majorOffset + 4)]), [1, 0, 1, 0], "format 1.1")
+        XCTAssertEqual(Array(bytes[RawHeader.majorOffset..<(RawHeader.majorOffset + 4)]), [1, 0, 2, 0], "format 1.2")
         // Hand-encoded from docs/raw-format.md.
         var e = RawEncoder()
         e.u32(6); e.u32(92 + 8 + 4 + 16)
@@ -896,7 +941,7 @@ final class RawFileTests: XCTestCase {
         let r = try dumpFile()
         let text = RawDump.render(r).replacingOccurrences(of: directory, with: "DIR")
         let expected = """
-        file              DIR/dump.raw (XXX bytes, raw format 1.1, written by sprof 0.1.0-test)
+        file              DIR/dump.raw (XXX bytes, raw format 1.2, written by sprof 0.1.0-test)
         host              build host, Linux 6.8.0-45-generic
         started           2024-05-01 12:00:00.123 UTC (monotonic 1000000000 ns)
         sampling          99 Hz, 32768 user-stack bytes requested
