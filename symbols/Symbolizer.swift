@@ -165,7 +165,9 @@ public final class Symbolizer {
             let candidates = ModuleFiles.candidates(for: mapping, pid: live ? pid : nil, includePlainPath: true)
             switch ModuleFiles.open(candidates, expecting: mapping.buildID) {
             case .success(let elf):
-                module = SymbolizedModule(file: elf, debugFile: debugFile(for: elf, buildID: mapping.buildID), options: options)
+                let m = SymbolizedModule(file: elf, debugFile: debugFile(for: elf, buildID: mapping.buildID), options: options)
+                unavailable += m.problems
+                module = m
             case .failure(let why):
                 unavailable.append("\(ModuleFiles.plainPath(of: mapping)): \(why.reason)")
                 module = nil
@@ -263,6 +265,9 @@ public final class SymbolizedModule {
     /// else the file's `.dynsym`.
     public let symbols: ELFSymbols?
     public let plt: PLTStubs
+    /// What could not be read (a corrupt symbol table), in words; the
+    /// module still names what it can, and `module+0xOFFSET` the rest.
+    public let problems: [String]
     private let dwarf: DWARFSource?
     private var cache: [UInt64: [SymbolizedFrame]] = [:]
     /// Demangled, version-stripped names by symbol index.
@@ -271,14 +276,19 @@ public final class SymbolizedModule {
     init(file: ELFFile, debugFile: ELFFile?, options: Symbolizer.Options) {
         self.file = file
         self.debugFile = debugFile
-        let own = try? ELFSymbols(file)
+        var problems: [String] = []
+        func read(_ f: ELFFile) -> ELFSymbols? {
+            do { return try ELFSymbols(f) } catch { problems.append("\(error)"); return nil }
+        }
+        let own = read(file)
         if own?.table == .symtab {
             symbols = own
-        } else if let debugFile, let fromDebug = try? ELFSymbols(debugFile), fromDebug.table == .symtab {
+        } else if let debugFile, let fromDebug = read(debugFile), fromDebug.table == .symtab {
             symbols = fromDebug
         } else {
             symbols = own
         }
+        self.problems = problems
         plt = PLTStubs(file)
         if options.useDWARF {
             let source = file.sectionIndex(named: ".debug_info") != nil ? file : debugFile

@@ -16,6 +16,10 @@ public struct DoctorCheck: Sendable {
     public var consequence: String
     /// Extra lines for --verbose (verifier counts, libbpf messages).
     public var verbose: [String] = []
+
+    public init(name: String, status: Status, detail: String, consequence: String, verbose: [String] = []) {
+        self.name = name; self.status = status; self.detail = detail; self.consequence = consequence; self.verbose = verbose
+    }
 }
 
 /// The off-CPU attach points, in the order sprof prefers them: kprobe and

@@ -70,8 +70,16 @@ final class RecordingSymbolizer: RecordingSymbolization {
                                                                       mapping: mapping(containing: a, in: mappings), live: true)))
             }
         }
+        reportUnavailable(symbolizer.unavailable)
         return out
     }
+}
+
+/// Says on stderr which files gave no names, once each (the frames they
+/// hold are `module+0xOFFSET`).
+func reportUnavailable(_ problems: [String]) {
+    for p in problems.prefix(10) { FileHandleStderr.write("sprof: no symbols from \(p)\n") }
+    if problems.count > 10 { FileHandleStderr.write("sprof: ... and \(problems.count - 10) more files without symbols\n") }
 }
 
 /// The mapping of `sorted` (sorted by start, not overlapping) that holds `address`.
@@ -95,6 +103,10 @@ final class FrameNames {
     /// Show mangled names (`--no-demangle`).
     let mangled: Bool
 
+    /// Files that gave no names while reporting (none when the recording named everything).
+    var unavailable: [String] { symbolizerMade ? symbolizer.unavailable : [] }
+    private var symbolizerMade = false
+
     init(recorded: [RawLocation.Key: RawLocation], mangled: Bool) {
         self.recorded = recorded
         self.mangled = mangled
@@ -103,6 +115,7 @@ final class FrameNames {
     func user(_ address: UInt64, isReturnAddress: Bool, pid: Int32, generation: UInt64, mappings: [Mapping]) -> RawLocation {
         let key = RawLocation.Key(pid: pid, generation: generation, address: address, isReturnAddress: isReturnAddress, isKernel: false)
         if let l = recorded[key] ?? named[key] { return l }
+        symbolizerMade = true
         let a = ProcessAddress(address)
         let l = RawLocation(key: key, symbolizer.symbolize(a, isReturnAddress: isReturnAddress, pid: pid,
                                                            mapping: mappings.first { $0.contains(a) }, live: false))
@@ -113,6 +126,7 @@ final class FrameNames {
     func kernel(_ address: KernelAddress, isReturnAddress: Bool) -> RawLocation {
         let key = RawLocation.Key(pid: 0, generation: 0, address: address.rawValue, isReturnAddress: isReturnAddress, isKernel: true)
         if let l = recorded[key] ?? named[key] { return l }
+        symbolizerMade = true
         let l = RawLocation(key: key, symbolizer.symbolize(kernel: address, isReturnAddress: isReturnAddress))
         named[key] = l
         return l

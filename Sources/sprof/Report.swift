@@ -138,6 +138,7 @@ struct Report: ParsableCommand {
             for f in unwinder.cache.failures { print("unavailable     \(f)") }
         } else {
             print(foldedStacks.rendered(), terminator: "")
+            reportUnavailable(names.unavailable)
         }
     }
 

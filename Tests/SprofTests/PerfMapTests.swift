@@ -294,16 +294,6 @@ final class PerfMapTests: XCTestCase {
     }
 }
 
-/// Outside CI a missing tool skips loudly; with CI=true the test fails
-/// instead (as KernelTests' `requireKernelAccess` does: never silently skip).
-private func skipOrFailInCI(_ why: String, file: StaticString = #filePath, line: UInt = #line) -> XCTSkip {
-    if ProcessInfo.processInfo.environment["CI"] == "true" {
-        XCTFail("CI=true: \(why)", file: file, line: line)
-        return XCTSkip("failed above")
-    }
-    return XCTSkip(why)
-}
-
 /// A child whose stdout `key=value` lines are read until the wanted keys are there.
 private final class PerfMapChild {
     let process = Process()
