@@ -136,15 +136,13 @@ static __always_inline __u32 copy_ustack_vma(struct sprof_scratch *sc, __u64 sp,
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 len;
 
-	if (bpf_find_vma(task, sp, vma_end_cb, &vc, 0)) {
-		/* -EBUSY when the per-CPU irq_work that defers mmap_read_unlock
-		 * is still pending or the lock is contended
-		 * (kernel/bpf/mmap_unlock_work.h, kernel/bpf/task_iter.c). */
-		count(SPROF_CNT_FIND_VMA_FAILED);
-		return 0;
-	}
-	if (vc.end <= sp)
-		return 0;
+	/* Any failure is counted and the caller copies page by page instead:
+	 * -EBUSY when the per-CPU irq_work that defers mmap_read_unlock is
+	 * still pending or the lock is contended (kernel/bpf/mmap_unlock_work.h,
+	 * kernel/bpf/task_iter.c), no VMA at sp, or a read that faults on a
+	 * page that is not present. */
+	if (bpf_find_vma(task, sp, vma_end_cb, &vc, 0) || vc.end <= sp)
+		goto failed;
 	len = vc.end - sp;
 	if (len <= want) {
 		sc->s.flags |= SPROF_F_USTACK_TO_END;
@@ -155,10 +153,13 @@ static __always_inline __u32 copy_ustack_vma(struct sprof_scratch *sc, __u64 sp,
 	if (len > SPROF_USTACK_MAX)
 		len = SPROF_USTACK_MAX;
 	if (len == 0 || bpf_probe_read_user(sc->s.ustack, len, (const void *)sp))
-		return 0;
+		goto failed;
 	sc->s.flags |= SPROF_F_VIA_FIND_VMA;
 	sc->s.stack_end = vc.end;
 	return len;
+failed:
+	count(SPROF_CNT_FIND_VMA_FAILED);
+	return 0;
 }
 
 /* The task's user registers when the sample interrupted kernel code. */

@@ -282,7 +282,8 @@ public struct KernelCounters: Sendable, Equatable {
     public var kernelStackErrors: UInt64 { values[Int(SPROF_CNT_KSTACK_ERR.rawValue)] }
     public var noScratch: UInt64 { values[Int(SPROF_CNT_NO_SCRATCH.rawValue)] }
     public var noUserRegisters: UInt64 { values[Int(SPROF_CNT_NO_USER_REGS.rawValue)] }
-    /// Samples whose `bpf_find_vma` was refused (page-by-page copies instead).
+    /// Samples whose `bpf_find_vma` copy failed: refused (-EBUSY), no VMA at
+    /// sp, or a faulting read (page-by-page copies instead).
     public var findVMAFailed: UInt64 { values[Int(SPROF_CNT_FIND_VMA_FAILED.rawValue)] }
 
     public var dictionary: [String: UInt64] {

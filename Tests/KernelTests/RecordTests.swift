@@ -114,14 +114,15 @@ final class RecordTests: XCTestCase {
             // (kernel/bpf/mmap_unlock_work.h), e.g. by another profiler's
             // program on the same CPU; those samples fall back to page copies
             // (checked above like every other sample).
-            // Seen here: whole runs where the kernel refused every call
-            // (irq_work left pending); then the counter must say so, proving
-            // the program asked and fell back rather than never asking.
-            let refused = rec.summary.counters.findVMAFailed
-            XCTAssertGreaterThan(viaFindVMA + Int(refused), rec.samples.count / 2,
-                                 "bpf_find_vma neither bounded the copies nor was refused: it was not called")
+            // Seen here, rarely: whole runs where every bpf_find_vma copy
+            // failed (cause not found: the kernel refused, or the read
+            // faulted); then the counter must say so, proving the program
+            // tried and fell back (the page copies were checked above).
+            let failed = rec.summary.counters.findVMAFailed
+            XCTAssertGreaterThan(viaFindVMA + Int(failed), rec.samples.count / 2,
+                                 "bpf_find_vma neither bounded the copies nor failed: it was not called")
             if viaFindVMA <= rec.samples.count / 2 {
-                print("note: bpf_find_vma refused \(refused) times, bounded \(viaFindVMA) of \(rec.samples.count) copies")
+                print("note: bpf_find_vma copies failed \(failed) times, succeeded \(viaFindVMA) of \(rec.samples.count)")
             }
         }
         fx.process.terminate()

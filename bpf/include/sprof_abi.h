@@ -104,7 +104,7 @@ enum sprof_counter {
 	SPROF_CNT_KSTACK_ERR,	 /* bpf_get_stack failures */
 	SPROF_CNT_NO_SCRATCH,	 /* scratch slot lookup failed (more CPUs than slots) */
 	SPROF_CNT_NO_USER_REGS,	 /* no user registers (kernel threads) */
-	SPROF_CNT_FIND_VMA_FAILED, /* bpf_find_vma refused (-EBUSY: mmap lock or its irq_work taken); page copies used */
+	SPROF_CNT_FIND_VMA_FAILED, /* bpf_find_vma copies that failed (-EBUSY, no VMA, a faulting read); page copies used */
 	SPROF_CNT_MAX,
 };
 
