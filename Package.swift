@@ -12,6 +12,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // C libraries found with pkg-config (Debian: libbpf-dev, libelf-dev, libdw-dev).
@@ -49,18 +50,25 @@ let package = Package(
         .systemLibrary(name: "CLibIberty", path: "Sources/CLibIberty", providers: [.apt(["libiberty-dev"])]),
         // Symbolization; knows nothing of BPF. Usable on its own.
         .target(name: "SprofSymbols", dependencies: ["SprofBase", "SprofELF", "CLibDW", "CLibIberty"], path: "symbols"),
+        // zlib, for gzip (Debian: zlib1g-dev).
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // The profile model and its pprof encoding (gzip-compressed profile.proto);
+        // knows nothing of BPF, ELF or symbols.
+        .target(name: "SprofProfile",
+                dependencies: ["CZlib", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                path: "Sources/Profile", exclude: ["Proto/profile.proto", "README.md"]),
         // Folded stacks to SVG/HTML; knows nothing of BPF or ELF. Usable on its own.
         .target(name: "SprofFlameGraph", path: "flamegraph"),
         .executableTarget(name: "sprof",
-                          dependencies: ["SprofBase", "SprofCapture", "SprofUnwind", "SprofSymbols", "SprofFlameGraph",
+                          dependencies: ["SprofBase", "SprofCapture", "SprofUnwind", "SprofSymbols", "SprofProfile", "SprofFlameGraph",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log")],
                           path: "Sources/sprof"),
         .testTarget(name: "SprofTests",
-                    dependencies: ["SprofBase", "SprofCapture", "SprofELF", "SprofUnwind", "SprofSymbols", "SprofFlameGraph", "CSprof"],
+                    dependencies: ["SprofBase", "SprofCapture", "SprofELF", "SprofUnwind", "SprofSymbols", "SprofProfile", "SprofFlameGraph", "CSprof"],
                     path: "Tests/SprofTests"),
         .testTarget(name: "KernelTests",
-                    dependencies: ["SprofBase", "SprofCapture", "SprofELF", "SprofUnwind", "SprofSymbols", "CSprof", "sprof"],
+                    dependencies: ["SprofBase", "SprofCapture", "SprofELF", "SprofUnwind", "SprofSymbols", "SprofProfile", "CSprof", "sprof"],
                     path: "Tests/KernelTests"),
     ],
     swiftLanguageModes: [.v6]

@@ -83,9 +83,10 @@ public struct RecordSummary: Sendable {
     public var variants: CaptureVariants
 
     public var line: String {
-        let mb = Double(bytesWritten) / 1_000_000
+        let size = bytesWritten >= 1_000_000 ? String(format: "%.1f MB", Double(bytesWritten) / 1_000_000)
+            : String(format: "%.1f kB", Double(bytesWritten) / 1_000)
         return "\(samples) samples, \(lost) lost, \(String(format: "%.2f", durationSeconds)) s, "
-            + "\(String(format: "%.1f", mb)) MB written (\(reason.rawValue))"
+            + "\(size) written (\(reason.rawValue))"
     }
 }
 

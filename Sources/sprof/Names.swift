@@ -131,20 +131,4 @@ final class FrameNames {
         named[key] = l
         return l
     }
-
-    /// Appends the location's frames to a folded stack, outermost first,
-    /// marked as stackcollapse-perf.pl marks them: `_[k]` kernel, `_[j]` JIT,
-    /// `_[i]` inlined. A `;` (the frame separator) in a name becomes `:`.
-    func appendFolded(_ l: RawLocation, to stack: inout [String]) {
-        for f in l.frames.reversed() {
-            var name = mangled ? f.systemName : f.function
-            if name.contains(";") { name = name.replacingOccurrences(of: ";", with: ":") }
-            switch l.kind {
-            case SymbolizedLocation.Kind.kernel.rawValue: name += "_[k]"
-            case SymbolizedLocation.Kind.jit.rawValue: name += "_[j]"
-            default: if f.isInlined { name += "_[i]" }
-            }
-            stack.append(name)
-        }
-    }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SprofCapture
+import SprofProfile
 import SprofUnwind
 #if canImport(Glibc)
 import Glibc
@@ -16,7 +17,7 @@ struct Record: ParsableCommand {
             atomically: it appears complete or not at all.
 
             Examples:
-              sudo sprof record -o app.sprof -- ./app --input big.txt
+              sudo sprof record -- ./app --input big.txt      then: sprof report --flamegraph
               sudo sprof record -p 1234,1240 -F 499 -d 30
               sudo sprof record -a -d 5 --stack-size 64k
             """)
@@ -33,13 +34,13 @@ struct Record: ParsableCommand {
     @Option(name: .shortAndLong, help: ArgumentHelp("Stop after this many seconds.", valueName: "seconds"))
     var duration: Double?
 
-    @Option(name: .shortAndLong, help: "Output file.")
-    var output = "sprof.data"
+    @Option(name: .shortAndLong, help: ArgumentHelp("Output file (default sprof.pb.gz, gzipped pprof; sprof.raw with --raw).", valueName: "file"))
+    var output: String?
 
     @Option(name: .long, help: ArgumentHelp("Bytes of user stack copied per sample, 4k to 64k.", valueName: "bytes"))
     var stackSize = "32k"
 
-    @Flag(help: "Keep the raw user-stack bytes instead of unwinding while recording (larger files; `sprof report` unwinds them later).")
+    @Flag(help: "Write a raw recording that keeps the user-stack bytes instead of a profile (much larger; `sprof report` unwinds and names it later, with the binaries).")
     var raw = false
 
     @Option(name: .long, help: .hidden)
@@ -75,7 +76,11 @@ struct Record: ParsableCommand {
         } else {
             target = .command(command)
         }
-        var settings = RecordSettings(target: target, output: output)
+        let destination = output ?? (raw ? "sprof.raw" : defaultProfilePath)
+        // A profile is converted from a raw recording written beside it, then removed.
+        let dir = (destination as NSString).deletingLastPathComponent
+        let rawPath = raw ? destination : (dir.isEmpty ? "" : dir + "/") + ".sprof-record-\(getpid()).raw"
+        var settings = RecordSettings(target: target, output: rawPath)
         settings.frequency = frequency
         settings.duration = duration
         settings.userStackSize = parseSize(stackSize)!
@@ -89,13 +94,25 @@ struct Record: ParsableCommand {
         signal(SIGINT) { sig in recordStopRequested.store(sig, ordering: .relaxed) }
         signal(SIGTERM) { sig in recordStopRequested.store(sig, ordering: .relaxed) }
 
-        let summary: RecordSummary
+        var summary: RecordSummary
         do {
             summary = try Recorder(settings: settings).run()
         } catch {
             fail("\(error)")
         }
-        FileHandleStderr.write("sprof: \(summary.line) -> \(output)\n")
+        if !raw {
+            defer { unlink(rawPath) }
+            do {
+                let reader = try RawFileReader(path: rawPath)
+                let profile = RecordingConverter(reader: reader).profile()
+                let bytes = try Pprof.encode(profile)
+                try writeAtomically(bytes, to: destination)
+                summary.bytesWritten = UInt64(bytes.count)
+            } catch {
+                fail("\(error)")
+            }
+        }
+        FileHandleStderr.write("sprof: \(summary.line) -> \(destination)\n")
         if summary.lost > 0 {
             FileHandleStderr.write("sprof: \(summary.lost) samples were lost (buffer full); try a lower -F or a smaller --stack-size\n")
         }

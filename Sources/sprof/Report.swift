@@ -4,37 +4,93 @@ import SprofBase
 import SprofCapture
 import SprofELF
 import SprofFlameGraph
+import SprofProfile
 import SprofSymbols
 import SprofUnwind
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `sprof record`'s default output, which `sprof report` reads when given no file.
+let defaultProfilePath = "sprof.pb.gz"
 
 struct Report: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Unwind and summarize a recording.",
+        abstract: "Show a profile: top functions, folded stacks, a flame graph, or pprof.",
         discussion: """
-            Reads a file written by `sprof record` and unwinds its samples offline with sprof's DWARF
-            unwinder (or, with --unwinder libunwind, with libunwind's remote unwinder, the one perf uses),
-            then prints folded stacks (Brendan Gregg's format: root;...;leaf COUNT). Stacks that could not
-            be unwound to their outermost frame start with a `[truncated: reason]` frame, so a short stack
-            is never mistaken for a whole one. Names are demangled (C++, Rust, Swift); inlined functions are
-            frames of their own, marked `_[i]`; kernel frames end in `_[k]`, JIT frames (perf maps) in
-            `_[j]`; an address nothing names is `module+0xOFFSET`. A recording names its addresses when it
-            ends; a raw one (--raw) is named now, from the recorded paths.
+            Reads a profile written by `sprof record` (gzipped pprof, default ./sprof.pb.gz), any other
+            pprof file, or a raw recording (`sprof record --raw`, unwound and named now). Output, one of:
+              --top                 flat and cumulative tables like `pprof -top` (the default on a terminal)
+              --folded              folded stacks, root first, the process name as the first frame
+                                    (the default when stdout is not a terminal)
+              --flamegraph [OUT]    an interactive SVG flame graph (default flamegraph.svg; its path is printed)
+              --pprof OUT           the profile as gzipped pprof (e.g. after filtering, or from a raw recording)
+            Names are demangled (C++, Rust, Swift); inlined functions are frames of their own, marked `_[i]`
+            in folded stacks; kernel frames `_[k]`, JIT frames (perf maps) `_[j]`; an address nothing
+            names is `module+0xOFFSET`. A stack that could not be unwound to its root starts with a
+            `[truncated: reason]` frame, so a short stack is never mistaken for a whole one.
 
             Examples:
-              sprof report app.data --folded > app.folded
-              sprof report app.data --stats
+              sprof report                                  top functions of ./sprof.pb.gz
+              sprof report --flamegraph                     ./flamegraph.svg
+              sprof report app.pb.gz --folded > app.folded
+              sprof report app.pb.gz --flamegraph app.svg --pid 1234 --focus 'parse.*'
+              sprof report new.pb.gz --flamegraph diff.svg --diff old.pb.gz
+              sprof report app.raw --stats                  unwinding statistics of a raw recording
             """)
 
-    @Argument(help: "A file written by `sprof record`.")
-    var file: String
+    @Argument(help: "A profile (pprof) or raw recording; default ./\(defaultProfilePath).")
+    var file: String = defaultProfilePath
 
-    @Flag(help: "Print folded stacks (the default).")
+    @Flag(help: "Flat and cumulative tables, like pprof -top.")
+    var top = false
+
+    @Flag(help: "Folded stacks (Brendan Gregg's format).")
     var folded = false
 
-    @Flag(help: "Print unwinding statistics instead: stops by reason, frames per second.")
+    @Option(help: ArgumentHelp("Write an interactive SVG flame graph (default flamegraph.svg).", valueName: "out.svg"))
+    var flamegraph: String?
+
+    @Option(help: ArgumentHelp("Write the profile as gzipped pprof.", valueName: "out.pb.gz"))
+    var pprof: String?
+
+    @Option(help: ArgumentHelp("With --flamegraph: a differential flame graph against this base profile (growth red, shrink blue).", valueName: "base"))
+    var diff: String?
+
+    @Option(help: "Rows of --top.")
+    var limit = 30
+
+    @Option(help: ArgumentHelp("Only these processes.", valueName: "pid,..."))
+    var pid: String?
+
+    @Option(help: ArgumentHelp("Only these threads.", valueName: "tid,..."))
+    var tid: String?
+
+    @Option(help: ArgumentHelp("Only processes or threads of these names.", valueName: "name,..."))
+    var comm: String?
+
+    @Option(help: ArgumentHelp("Only samples with a frame matching this regular expression.", valueName: "regex"))
+    var focus: String?
+
+    @Option(help: "Flame graph title.")
+    var title = "sprof"
+
+    @Option(help: "Flame graph width in pixels.")
+    var width = 1200
+
+    @Option(help: ArgumentHelp("Flame graph: frames narrower than this many pixels are merged.", valueName: "px"))
+    var minwidth = 0.1
+
+    @Flag(help: "Flame graph upside down (icicle graph).")
+    var inverted = false
+
+    @Option(help: ArgumentHelp("The value to show: samples or cpu (nanoseconds).", valueName: "type"))
+    var value = "samples"
+
+    @Flag(help: "Unwinding statistics of a raw recording instead: stops by reason, frames per second.")
     var stats = false
 
-    @Option(help: "Unwinder: sprof (DWARF CFI, default) or libunwind (the oracle perf uses).")
+    @Option(help: "Unwinder for raw recordings: sprof (DWARF CFI, default) or libunwind (the oracle perf uses).")
     var unwinder = "sprof"
 
     @Flag(help: "Show names as the binaries state them (mangled C++, Rust and Swift names).")
@@ -42,57 +98,121 @@ struct Report: ParsableCommand {
 
     func validate() throws {
         guard ["sprof", "libunwind"].contains(unwinder) else { throw ValidationError("--unwinder must be sprof or libunwind") }
+        if diff != nil && flamegraph == nil { throw ValidationError("--diff draws a differential flame graph: add --flamegraph [OUT]") }
+        if let focus { do { _ = try Regex(focus) } catch { throw ValidationError("--focus \(focus): not a regular expression: \(error)") } }
+        if width < 100 { throw ValidationError("--width must be at least 100") }
     }
 
     func run() throws {
-        let reader: RawFileReader
-        do { reader = try RawFileReader(path: file) } catch { fail("\(error)") }
-        let names = FrameNames(recorded: reader.locations, mangled: noDemangle)
-        var foldedStacks = FoldedStacks()
-        let unwinder = SampleUnwinder(source: .recordedPaths)
-        let oracle = unwinder_isLibunwind ? LibunwindUnwinder() : nil
-        let start = DispatchTime.now().uptimeNanoseconds
-        var stack: [String] = []
-        reader.forEachSample { sample, snapshot in
-            let mappings = snapshot?.mappings ?? []
-            if stats {
-                // First pass of --stats: load the binaries and count the stops; no names.
-                unwinder.unwind(sample, pid: sample.tgid, generation: snapshot?.generation ?? 0, mappings: mappings) { _, _ in }
-                return
-            }
-            stack.removeAll(keepingCapacity: true)
-            let generation = snapshot?.generation ?? 0
-            var stop = UnwindStop.complete
-            // Innermost first; frame 0 is where the thread was, the rest are return addresses.
-            var user: [UInt64] = []
-            if let n = sample.userFrameCount {
-                // Unwound while recording.
-                user = (0..<n).map { sample.userFrame($0).rawValue }
-                stop = UnwindStop(rawValue: sample.unwindStop) ?? .badCFI
-            } else if let oracle {
-                let r = oracle.unwind(sample: sample, mappings: mappings, openFile: { $0.path })
-                user = r.frames.map(\.rawValue)
-                if r.frames.isEmpty { stop = .noUnwindInfo }
-            } else {
-                unwinder.unwind(sample, pid: sample.tgid, generation: generation, mappings: mappings) { frames, outcome in
-                    stop = outcome.stop
-                    user = Array(frames)
+        if stats {
+            let reader: RawFileReader
+            do { reader = try RawFileReader(path: file) } catch { fail("--stats needs a raw recording (sprof record --raw): \(error)") }
+            printStats(reader)
+            return
+        }
+        let profile = loadProfile(file)
+        guard let valueIndex = profile.valueIndex(value) ?? (value == "samples" ? 0 : nil) else {
+            fail("\(file) has no \(value) values; it has \(profile.sampleTypes.map(\.type).joined(separator: ", "))")
+        }
+        let filter = try makeFilter()
+        var wrote = false
+        if let out = pprof {
+            var p = profile
+            if !filter.isEmpty { p.samples = p.samples.filter { p.matches($0, filter) } }
+            do {
+                try writeAtomically(try Pprof.encode(p), to: out)
+            } catch { fail("\(error)") }
+            FileHandleStderr.write("sprof: wrote \(out)\n")
+            wrote = true
+        }
+        if let out = flamegraph {
+            let stacks = foldedStacks(profile, valueIndex: valueIndex, filter: filter)
+            var options = FlameGraphOptions()
+            options.title = title
+            options.width = Double(width)
+            options.minWidth = minwidth
+            options.inverted = inverted
+            options.countName = value == "cpu" ? "ns" : "samples"
+            let svg: String
+            do {
+                if let diff {
+                    let base = loadProfile(diff)
+                    let baseStacks = foldedStacks(base, valueIndex: base.valueIndex(value) ?? 0, filter: filter)
+                    svg = try renderDifferentialFlameGraph(base: baseStacks, new: stacks, options: options)
+                } else {
+                    svg = try renderFlameGraph(stacks, options: options)
                 }
+            } catch { fail("\(file): \(error)") }
+            do { try writeAtomically(Array(svg.utf8), to: out) } catch { fail("\(error)") }
+            print(out)
+            wrote = true
+        }
+        if wrote && !top && !folded { return }
+        if folded || (!top && isatty(1) == 0) {
+            print(Profile.renderFolded(profile.foldedStacks(valueIndex: valueIndex, mangled: noDemangle, filter: filter)), terminator: "")
+        } else {
+            let (rows, total) = profile.top(valueIndex: valueIndex, mangled: noDemangle, filter: filter)
+            if total == 0 { fail(filter.isEmpty ? "\(file) has no samples" : "no samples of \(file) match the filters") }
+            print(Profile.renderTop(rows, total: total, limit: limit, unit: profile.sampleTypes[valueIndex].unit == "count" ? "samples" : profile.sampleTypes[valueIndex].unit), terminator: "")
+        }
+    }
+
+    func makeFilter() throws -> SampleFilter {
+        var f = SampleFilter()
+        func numbers(_ text: String?, _ flag: String) throws -> Set<Int64> {
+            guard let text else { return [] }
+            var out = Set<Int64>()
+            for part in text.split(separator: ",") {
+                guard let n = Int64(part.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("\(flag) \(text): expected numbers like 1234,5678") }
+                out.insert(n)
             }
-            stack.append(sample.comm.description)
-            if stop != .complete && stop != .noUserRegisters { stack.append("[truncated: \(stop)]") }
-            for i in stride(from: user.count - 1, through: 0, by: -1) {
-                names.appendFolded(names.user(user[i], isReturnAddress: i > 0, pid: sample.tgid, generation: generation,
-                                              mappings: mappings), to: &stack)
+            return out
+        }
+        f.pids = try numbers(pid, "--pid")
+        f.tids = try numbers(tid, "--tid")
+        f.comms = Set((comm ?? "").split(separator: ",").map(String.init))
+        if let focus { f.focus = try Regex(focus) }
+        return f
+    }
+
+    func foldedStacks(_ profile: Profile, valueIndex: Int, filter: SampleFilter) -> FoldedStacks {
+        var stacks = FoldedStacks()
+        for (stack, v) in profile.foldedStacks(valueIndex: valueIndex, mangled: noDemangle, filter: filter) where v > 0 {
+            stacks.add(stack, count: UInt64(v))
+        }
+        return stacks
+    }
+
+    /// A pprof file, or a raw recording turned into a profile now.
+    func loadProfile(_ path: String) -> Profile {
+        guard let f = fopen(path, "r") else {
+            if path == defaultProfilePath {
+                fail("no \(path) here: record one with `sprof record -p PID` or `sprof record -- CMD`, or name a file")
             }
-            let kernel = sample.kernelStack
-            for i in stride(from: kernel.count - 1, through: 0, by: -1) {
-                names.appendFolded(names.kernel(kernel[i], isReturnAddress: i > 0), to: &stack)
-            }
-            foldedStacks.add(stack)
+            fail("\(path): \(String(cString: strerror(errno)))")
+        }
+        var magic = [UInt8](repeating: 0, count: 8)
+        let n = fread(&magic, 1, 8, f)
+        fclose(f)
+        if n == 8 && magic == Array("SPROFRAW".utf8) {
+            let reader: RawFileReader
+            do { reader = try RawFileReader(path: path) } catch { fail("\(error)") }
+            for w in reader.warnings { FileHandleStderr.write("sprof: \(path): \(w)\n") }
+            var c = RecordingConverter(reader: reader)
+            c.useLibunwind = unwinder == "libunwind"
+            return c.profile(progress: Progress("reading \(path)"))
+        }
+        do { return try Pprof.read(path: path) } catch { fail("\(error)") }
+    }
+
+    func printStats(_ reader: RawFileReader) {
+        let unwinder = SampleUnwinder(source: .recordedPaths)
+        let start = DispatchTime.now().uptimeNanoseconds
+        reader.forEachSample { sample, snapshot in
+            // First pass: load the binaries and count the stops; no names.
+            unwinder.unwind(sample, pid: sample.tgid, generation: snapshot?.generation ?? 0, mappings: snapshot?.mappings ?? []) { _, _ in }
         }
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        if stats {
             // Unwinding alone, binaries already loaded: a second pass over the
             // raw samples, timed without symbolization or output.
             // The samples are decoded into memory first, so this times the unwinder alone.
@@ -136,11 +256,13 @@ struct Report: ParsableCommand {
                 print("table           \(bytes / 1024) KiB  \(path)")
             }
             for f in unwinder.cache.failures { print("unavailable     \(f)") }
-        } else {
-            print(foldedStacks.rendered(), terminator: "")
-            reportUnavailable(names.unavailable)
-        }
     }
+}
 
-    private var unwinder_isLibunwind: Bool { unwinder == "libunwind" }
+/// Writes `bytes` to `path` atomically (a temporary file in the same
+/// directory, fsync'ed, then renamed), so the file appears whole or not at all.
+func writeAtomically(_ bytes: [UInt8], to path: String) throws(CaptureError) {
+    let file = try AtomicFile(destination: path, mode: 0o644)
+    try file.write(bytes)
+    try file.commit()
 }

@@ -11,14 +11,36 @@ struct Sprof: ParsableCommand {
         abstract: "An eBPF sampling profiler for Linux: exact user and kernel stacks without frame pointers.",
         discussion: """
             Examples:
-              sudo sprof record -o app.sprof -- ./my-app --flag   profile a command until it exits
-              sudo sprof record -p 1234 -d 10 -o app.sprof         profile process 1234 for 10 s
+              sudo sprof record -- ./my-app --flag                 profile a command until it exits (-> sprof.pb.gz)
+              sprof report                                           top functions of sprof.pb.gz
+              sprof report --flamegraph                              an interactive flamegraph.svg
+              sudo sprof record -p 1234 -d 10 -o app.pb.gz          profile process 1234 for 10 s
               sudo sprof record -a -d 5                              every process, 5 s
-              sprof dump app.sprof | head                            the raw samples
+              sprof dump app.raw | head                              a raw recording's samples (record --raw)
               sprof symbolize -e ./my-app 0x1139                     name an address (addr2line -f -i -C)
               sudo sprof doctor                                      what this kernel allows
             """,
-        subcommands: [Record.self, Report.self, Symbolize.self, Dump.self, Doctor.self])
+        subcommands: [Record.self, Report.self, FlameGraphCommand.self, Symbolize.self, Dump.self, Doctor.self])
+
+    /// `--flamegraph` takes an optional value (`sprof report --flamegraph`
+    /// writes flamegraph.svg), which ArgumentParser has no notion of: a
+    /// `--flamegraph` not followed by a name ending in .svg gets the default.
+    static func main() {
+        var args = Array(CommandLine.arguments.dropFirst())
+        if args.first == "report" {
+            var i = 1
+            while i < args.count {
+                if args[i] == "--flamegraph" {
+                    let next = i + 1 < args.count ? args[i + 1] : nil
+                    if next == nil || !(next!.hasSuffix(".svg") || next!.hasSuffix(".html")) {
+                        args.insert("flamegraph.svg", at: i + 1)
+                    }
+                }
+                i += 1
+            }
+        }
+        Self.main(args)
+    }
 
     static func bootstrapLogging(verbose: Bool) {
         LoggingSystem.bootstrap { label in

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import SprofCapture
+import SprofProfile
 
 /// The `sprof` binary itself, as a user runs it.
 final class CLITests: XCTestCase {
@@ -10,7 +11,7 @@ final class CLITests: XCTestCase {
         return dir.appendingPathComponent("sprof").path
     }
 
-    struct Run { var status: Int32; var stdout: String; var stderr: String }
+    struct Run { var status: Int32; var stdout: String; var stderr: String; var pid: Int32 }
 
     func run(_ args: [String], prefix: [String] = [], signalAfter: (Double, Int32)? = nil) throws -> Run {
         let p = Process()
@@ -27,15 +28,16 @@ final class CLITests: XCTestCase {
         let o = out.fileHandleForReading.readDataToEndOfFile()
         let e = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+        return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self),
+                   pid: p.processIdentifier)
     }
 
     func testCommandStatusPropagatesAndSummaryPrinted() throws {
         try requireKernelAccess()
         let bin = try Fixtures.build("exits")
-        let out = tempPath("cli.sprof")
+        let out = tempPath("cli.raw")
         defer { unlink(out) }
-        let r = try run(["record", "-o", out, "--", bin, "0.5", "3"])
+        let r = try run(["record", "--raw", "-o", out, "--", bin, "0.5", "3"])
         XCTAssertEqual(r.status, 3, r.stderr)
         XCTAssertTrue(r.stderr.contains("samples, 0 lost"), r.stderr)
         let dump = try run(["dump", out, "--limit", "3"])
@@ -50,14 +52,15 @@ final class CLITests: XCTestCase {
         let bin = try Fixtures.build("exits")
         let fx = try FixtureProcess(bin, ["20", "0"])
         _ = try fx.wait(for: "pid")
-        let out = tempPath("int.sprof")
+        let out = tempPath("int.pb.gz")
         defer { unlink(out) }
         let r = try run(["record", "-p", "\(fx.pid)", "-o", out], signalAfter: (1.5, SIGINT))
         XCTAssertEqual(r.status, 0, r.stderr)
-        let reader = try RawFileReader(path: out)
-        XCTAssertTrue(reader.isComplete)
-        XCTAssertEqual(reader.stats?.endReason, StopReason.signal.rawValue)
-        XCTAssertGreaterThan(reader.sampleCount, 100)
+        let profile = try Pprof.read(path: out)
+        XCTAssertTrue(profile.comments.contains("ended: \(StopReason.signal.rawValue)"), "\(profile.comments)")
+        XCTAssertGreaterThan(profile.samples.reduce(0) { $0 + $1.values[0] }, 100)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: (out as NSString).deletingLastPathComponent + "/.sprof-record-\(r.pid).raw"),
+                       "the intermediate raw recording is removed")
         fx.process.terminate()
     }
 

@@ -3,6 +3,7 @@ import SprofBase
 import SprofELF
 import XCTest
 @testable import SprofCapture
+import SprofProfile
 
 /// `sprof record` names every address at the end of the recording, into the
 /// file; `sprof report` prints those names. Real fixtures sampled by the real
@@ -86,8 +87,8 @@ final class SymbolizationTests: XCTestCase {
             defer { unlink(file) }
             try sprof(["record", "-o", file, "--", bin] + fixture.arguments(seconds: 1))
 
-            let reader = try RawFileReader(path: file)
-            XCTAssertGreaterThan(reader.locations.count, 5, "\(name): the file names its addresses")
+            let profile = try Pprof.read(path: file)
+            XCTAssertGreaterThan(profile.functions.count, 5, "\(name): the file names its addresses")
             let demangled = try sprof(["report", file])
             let raw = try sprof(["report", file, "--no-demangle"])
 

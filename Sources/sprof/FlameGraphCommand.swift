@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import SprofFlameGraph
+
+struct FlameGraphCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "flamegraph",
+        abstract: "Draw folded stacks from any tool as an interactive SVG flame graph.",
+        discussion: """
+            Reads Brendan Gregg's folded stacks (`frame;frame;frame COUNT` lines, as stackcollapse-*.pl,
+            `perf script | inferno-collapse-perf`, or `sprof report --folded` write them) from FILE or stdin
+            and writes an SVG: click a frame to zoom, Ctrl-F or the Search button to highlight a regex (the
+            matched share is shown), hover for counts. Frames ending in _[k] are drawn as kernel, _[i] as
+            inlined, _[j] as JIT code.
+
+            Examples:
+              perf script | stackcollapse-perf.pl | sprof flamegraph -o perf.svg
+              sprof flamegraph app.folded --title "app, 30 s" --minwidth 0.5
+            """)
+
+    @Argument(help: "Folded stacks; stdin when absent or -.")
+    var file: String?
+
+    @Option(name: .shortAndLong, help: "Output SVG.")
+    var output = "flamegraph.svg"
+
+    @Option(help: "Title.")
+    var title = "Flame Graph"
+
+    @Option(help: "Width in pixels.")
+    var width = 1200
+
+    @Option(help: ArgumentHelp("Frames narrower than this many pixels are merged.", valueName: "px"))
+    var minwidth = 0.1
+
+    @Flag(help: "Upside down (icicle graph).")
+    var inverted = false
+
+    @Option(help: "What the counts are (shown in tooltips).")
+    var countName = "samples"
+
+    func run() throws {
+        let text: String
+        if let file, file != "-" {
+            guard let data = FileManager.default.contents(atPath: file) else { fail("\(file): cannot be read") }
+            text = String(decoding: data, as: UTF8.self)
+        } else {
+            text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+        }
+        let stacks: FoldedStacks
+        do { stacks = try FoldedStacks(parsing: text) } catch { fail("\(file ?? "stdin"): \(error)") }
+        var options = FlameGraphOptions()
+        options.title = title
+        options.width = Double(width)
+        options.minWidth = minwidth
+        options.inverted = inverted
+        options.countName = countName
+        let svg: String
+        do { svg = try renderFlameGraph(stacks, options: options) } catch { fail("\(file ?? "stdin"): \(error)") }
+        do { try writeAtomically(Array(svg.utf8), to: output) } catch { fail("\(error)") }
+        print(output)
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import XCTest
+import SprofProfile
+
+/// The two commands people type — `sprof record -- CMD` (or `-p PID`), then
+/// `sprof report` / `sprof report --flamegraph` — in one directory, and the
+/// profile read by `go tool pprof`, the reference reader.
+final class ReportTests: XCTestCase {
+    var sprof: String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("sprof").path
+    }
+
+    /// Runs a command in `dir`; returns stdout (stderr in the failure message).
+    @discardableResult
+    func run(_ tool: String, _ args: [String], in dir: String, env: [String: String] = [:]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = args
+        p.currentDirectoryURL = URL(fileURLWithPath: dir)
+        p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+        let errPath = dir + "/stderr-\(UInt32.random(in: 0...UInt32.max))"
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        try err.close()
+        let errText = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        unlink(errPath)
+        let text = String(decoding: data, as: UTF8.self)
+        XCTAssertEqual(p.terminationStatus, 0, "\(tool) \(args): \(errText)")
+        return text
+    }
+
+    func testRecordThenReportInOneDirectory() throws {
+        try requireKernelAccess()
+        let bin = try Fixtures.build("chain")
+        let dir = NSTemporaryDirectory() + "sprof-report-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+
+        try run(sprof, ["record", "--", bin, "1"], in: dir)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/sprof.pb.gz"), "record writes ./sprof.pb.gz by default")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".raw") }, [],
+                       "no intermediate raw file is left")
+
+        // The profile: sample types, period, labels, build-ids, inline-capable locations.
+        let profile = try Pprof.read(path: dir + "/sprof.pb.gz")
+        XCTAssertEqual(profile.sampleTypes, [.init("samples", "count"), .init("cpu", "nanoseconds")])
+        XCTAssertEqual(profile.periodType, .init("cpu", "nanoseconds"))
+        XCTAssertEqual(profile.period, 1_000_000_000 / 999)
+        XCTAssertGreaterThan(profile.durationNanos, 500_000_000)
+        XCTAssertGreaterThan(profile.timeNanos, 1_700_000_000_000_000_000)
+        let sample = try XCTUnwrap(profile.samples.first)
+        XCTAssertEqual(Set(sample.labels.map(\.key)), ["pid", "tid", "comm", "thread_name"])
+        let binary = try XCTUnwrap(profile.mappings.first { $0.file == bin })
+        XCTAssertEqual(binary.buildID.count, 40, "the fixture's GNU build-id, in hex")
+        XCTAssertTrue(binary.hasFunctions && binary.hasFilenames && binary.hasLineNumbers)
+
+        // `sprof report` with no file reads ./sprof.pb.gz; --top is asked for explicitly (stdout is a pipe).
+        let top = try run(sprof, ["report", "--top", "--limit", "5"], in: dir)
+        XCTAssertTrue(top.contains("leaf_hot"), top)
+        let folded = try run(sprof, ["report"], in: dir)
+        let hottest = try XCTUnwrap(folded.split(separator: "\n").max {
+            Int($0.split(separator: " ").last!)! < Int($1.split(separator: " ").last!)!
+        })
+        XCTAssertTrue(hottest.hasPrefix("chain;"), "the process name is the first frame: \(hottest)")
+        XCTAssertTrue(hottest.contains(";main;run;level1;level2;leaf_hot "), String(hottest))
+
+        // `sprof report --flamegraph` writes ./flamegraph.svg and prints its path.
+        let printed = try run(sprof, ["report", "--flamegraph"], in: dir)
+        XCTAssertEqual(printed, "flamegraph.svg\n")
+        let svg = try String(contentsOfFile: dir + "/flamegraph.svg", encoding: .utf8)
+        XCTAssertTrue(svg.hasPrefix("<?xml") || svg.hasPrefix("<svg"), String(svg.prefix(80)))
+        XCTAssertTrue(svg.contains("leaf_hot"))
+
+        // go tool pprof reads it: leaf_hot has most of the flat time.
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/go") else {
+            throw skipOrFailInCIKernel("needs go (Debian: golang-go) for go tool pprof")
+        }
+        let env = ["HOME": dir, "GOCACHE": dir + "/gocache", "PPROF_TMPDIR": dir]
+        let pprofTop = try run("/usr/bin/go", ["tool", "pprof", "-top", "-nodecount=5", "sprof.pb.gz"], in: dir, env: env)
+        let leafLine = try XCTUnwrap(pprofTop.split(separator: "\n").first { $0.hasSuffix(" leaf_hot") }, pprofTop)
+        let flatPercent = try XCTUnwrap(Double(leafLine.split(separator: " ")[1].dropLast()))
+        XCTAssertGreaterThan(flatPercent, 90, pprofTop)
+        let tags = try run("/usr/bin/go", ["tool", "pprof", "-tags", "sprof.pb.gz"], in: dir, env: env)
+        XCTAssertTrue(tags.contains("comm: Total") && tags.contains("chain"), tags)
+        let raw = try run("/usr/bin/go", ["tool", "pprof", "-raw", "sprof.pb.gz"], in: dir, env: env)
+        XCTAssertTrue(raw.contains("c_chain") || raw.contains(bin), "mappings are listed: \(raw.prefix(2000))")
+    }
+}
+
+/// KernelTests' counterpart of SprofTests' skipOrFailInCI.
+func skipOrFailInCIKernel(_ why: String, file: StaticString = #filePath, line: UInt = #line) -> XCTSkip {
+    if ProcessInfo.processInfo.environment["CI"] == "true" {
+        XCTFail("CI=true: \(why)", file: file, line: line)
+        return XCTSkip("failed above: \(why)")
+    }
+    return XCTSkip(why)
+}
