@@ -130,7 +130,9 @@ private func validate(_ o: FlameGraphOptions) throws(FlameGraphError) {
 /// title on the second text row, the details line in a bottom band of two
 /// rows plus 10 px.
 private struct Geometry {
-    let width: Double, innerWidth: Double, xpad = 10.0
+    /// Left and right margins.
+    static let xpad = 10.0
+    let width: Double, innerWidth: Double, xpad = Geometry.xpad
     let fontSize: Double, frameHeight: Double
     let titleY: Double, subtitleY: Double?, legendY: Double
     let top: Double, bottom: Double, height: Double
@@ -194,8 +196,7 @@ private struct Renderer {
     mutating func render() -> String {
         let totals = FrameLayout.inclusive(shape.tree)
         let grand = totals[0]
-        let geometryProbe = Geometry(options: options, maxDepth: 0)
-        let samplesPerPixel = Double(grand) / geometryProbe.innerWidth
+        let samplesPerPixel = Double(grand) / (options.width - 2 * Geometry.xpad)
         let layout = FrameLayout(tree: shape.tree, frames: shape.frames, totals: totals,
                                  minSamples: options.minWidth * samplesPerPixel)
         let g = Geometry(options: options, maxDepth: Int(layout.maxDepth))
@@ -203,7 +204,7 @@ private struct Renderer {
         let diff = differential.map { differentialValues(layout, totals: totals, diff: $0) }
 
         out = SVGWriter(capacity: 4096 + layout.count * 190 + names.bytes.count * 2)
-        header(g, names: names, isDifferential: diff != nil, layout: layout)
+        header(g, names: names, isDifferential: diff != nil)
         let scale = g.innerWidth / Double(grand)
         let charWidth = Double(options.fontSize) * Geometry.fontWidth
         let labelOffset = g.labelOffset
@@ -381,7 +382,7 @@ private struct Renderer {
                           delta: delta, maxDelta: maxDelta)
     }
 
-    private mutating func header(_ g: Geometry, names: Names, isDifferential: Bool, layout: FrameLayout) {
+    private mutating func header(_ g: Geometry, names: Names, isDifferential: Bool) {
         let w = g.width, h = g.height
         out.raw("<?xml version=\"1.0\" standalone=\"no\"?>\n")
         out.raw("<!DOCTYPE svg PUBLIC \"-//W3C//DTD SVG 1.1//EN\" \"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd\">\n")

@@ -250,12 +250,23 @@ public final class ProcessTable: @unchecked Sendable {
     /// the table saw it go).
     public func processInfo(pid: Int32, comm: String) -> RawProcess {
         let exited = state(of: pid) == .exited
+        // The process's own name now (/proc/PID/comm, its main thread's):
+        // the sample's is its thread's, and may predate an exec.
+        var command = comm
+        if let f = fopen("/proc/\(pid)/comm", "r") {
+            var buf = [CChar](repeating: 0, count: 64)
+            if fgets(&buf, 64, f) != nil {
+                let name = String(cString: buf).trimmingCharacters(in: .newlines)
+                if !name.isEmpty { command = name }
+            }
+            fclose(f)
+        }
         do {
-            return RawProcess(pid: pid, command: comm, executablePath: try Syscalls.readlink("/proc/\(pid)/exe"), exited: exited)
+            return RawProcess(pid: pid, command: command, executablePath: try Syscalls.readlink("/proc/\(pid)/exe"), exited: exited)
         } catch {
             let gone: Bool
             if case .failure(let e) = identity(of: "/proc/\(pid)"), e.code == ENOENT { gone = true } else { gone = exited }
-            return RawProcess(pid: pid, command: comm, executablePath: "", exited: gone)
+            return RawProcess(pid: pid, command: command, executablePath: "", exited: gone)
         }
     }
 

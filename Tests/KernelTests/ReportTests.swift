@@ -94,6 +94,47 @@ final class ReportTests: XCTestCase {
     }
 }
 
+extension ReportTests {
+    /// Runs sprof in `dir` expecting failure; returns stderr.
+    func failing(_ args: [String], in dir: String) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: sprof)
+        p.arguments = args
+        p.currentDirectoryURL = URL(fileURLWithPath: dir)
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let data = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        XCTAssertNotEqual(p.terminationStatus, 0, "sprof \(args) should fail")
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Bad input to `report` and `flamegraph`: one clear line each, no file written.
+    func testBadInputIsNamed() throws {
+        let dir = NSTemporaryDirectory() + "sprof-report-bad-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        XCTAssertTrue(try failing(["report"], in: dir).contains("no sprof.pb.gz here: record one with `sprof record"))
+        try "not a profile at all".write(toFile: dir + "/junk.pb.gz", atomically: true, encoding: .utf8)
+        XCTAssertTrue(try failing(["report", "junk.pb.gz"], in: dir).contains("junk.pb.gz: not a pprof profile"))
+        // A real profile cut in half: a truncated gzip stream.
+        let whole = try Pprof.encode(Profile(folded: [(["app", "main", "work"], 5)]))
+        try Data(whole.prefix(whole.count / 2)).write(to: URL(fileURLWithPath: dir + "/cut.pb.gz"))
+        XCTAssertTrue(try failing(["report", "cut.pb.gz", "--top"], in: dir).contains("truncated"))
+        // An empty profile: no SVG at all, rather than a broken one.
+        try Data(try Pprof.encode(Profile())).write(to: URL(fileURLWithPath: dir + "/empty.pb.gz"))
+        let empty = try failing(["report", "empty.pb.gz", "--flamegraph", "e.svg"], in: dir)
+        XCTAssertFalse(empty.isEmpty)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/e.svg"))
+        // Folded input with a bad line: its number.
+        try "a;b 1\na;c x\n".write(toFile: dir + "/bad.folded", atomically: true, encoding: .utf8)
+        XCTAssertTrue(try failing(["flamegraph", "bad.folded"], in: dir).contains("line 2"))
+    }
+}
+
 /// KernelTests' counterpart of SprofTests' skipOrFailInCI.
 func skipOrFailInCIKernel(_ why: String, file: StaticString = #filePath, line: UInt = #line) -> XCTSkip {
     if ProcessInfo.processInfo.environment["CI"] == "true" {
