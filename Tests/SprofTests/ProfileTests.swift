@@ -109,6 +109,64 @@ final class ProfileTests: XCTestCase {
         return text
     }
 
+    // MARK: - Golden files
+
+    /// A profile as `sprof record` builds it (kernel, JIT, inlined,
+    /// truncated and unnamed frames, two processes), and its folded and top
+    /// renderings, compared with Tests/Fixtures/profile/*. Re-record with
+    /// SPROF_RECORD_GOLDEN=1 after a deliberate change (and read the diff).
+    func testGoldenFoldedAndTop() throws {
+        var b = ProfileBuilder(sampleTypes: [.init("samples", "count"), .init("cpu", "nanoseconds")])
+        b.setPeriod(.init("cpu", "nanoseconds"), 1_001_001)
+        let exe = b.mapping(start: 0x5555_0000_0000, limit: 0x5555_0001_0000, fileOffset: 0, file: "/usr/bin/app", buildID: "ab12")
+        let libc = b.mapping(start: 0x7f00_0000_0000, limit: 0x7f00_0020_0000, fileOffset: 0x28000, file: "/lib/libc.so.6", buildID: "cd34")
+        let kernel = b.mapping(start: 0xffff_8000_0000_0000, limit: .max, fileOffset: 0, file: "[kernel.kallsyms]", buildID: "")
+        let jit = b.mapping(start: 0x7e00_0000_0000, limit: 0x7e00_0001_0000, fileOffset: 0, file: "[jit]", buildID: "")
+        func f(_ name: String, _ system: String? = nil) -> UInt64 { b.function(name: name, systemName: system ?? name, file: "/src/app.cpp") }
+        let start = b.location(mappingID: libc, address: 0x7f00_0002_9d90, lines: [.init(functionID: f("__libc_start_call_main"), line: 58)])
+        let main = b.location(mappingID: exe, address: 0x5555_0000_1100, lines: [.init(functionID: f("main"), line: 10)])
+        let hot = b.location(mappingID: exe, address: 0x5555_0000_1200, lines: [
+            .init(functionID: f("mix(unsigned long)", "_Z3mixm"), line: 7),
+            .init(functionID: f("inner<int>(int)", "_Z5innerIiEii"), line: 12),
+            .init(functionID: f("app::Runner::run()", "_ZN3app6Runner3runEv"), line: 30)])
+        let write = b.location(mappingID: libc, address: 0x7f00_0011_4870, lines: [.init(functionID: f("write"), line: 0)])
+        let entry = b.location(mappingID: kernel, address: 0xffff_ffff_8200_0070, lines: [.init(functionID: f("entry_SYSCALL_64_after_hwframe"), line: 0)])
+        let vfs = b.location(mappingID: kernel, address: 0xffff_ffff_8140_0010, lines: [.init(functionID: f("vfs_write"), line: 0)])
+        let jitted = b.location(mappingID: jit, address: 0x7e00_0000_0040, lines: [.init(functionID: f("LazyCompile:*fib app.js:3"), line: 0)])
+        let unnamed = b.location(mappingID: exe, address: 0x5555_0000_3f00, lines: [])
+        let truncated = b.location(mappingID: 0, address: 0, lines: [.init(functionID: f("[truncated: no unwind information]"), line: 0)])
+        func labels(_ pid: Int64, _ comm: String) -> [Profile.Label] {
+            [.init(key: "pid", number: pid), .init(key: "tid", number: pid), .init(key: "comm", string: comm), .init(key: "thread_name", string: comm)]
+        }
+        for _ in 0..<50 { b.addSample(locationIDs: [hot, main, start], values: [1, 1_001_001], labels: labels(100, "app")) }
+        for _ in 0..<20 { b.addSample(locationIDs: [vfs, entry, write, main, start], values: [1, 1_001_001], labels: labels(100, "app")) }
+        for _ in 0..<7 { b.addSample(locationIDs: [jitted, truncated], values: [1, 1_001_001], labels: labels(200, "node")) }
+        for _ in 0..<3 { b.addSample(locationIDs: [unnamed, main, start], values: [1, 1_001_001], labels: labels(100, "app")) }
+        let profile = try Pprof.decode(try Pprof.encode(b.profile), path: "golden")
+        XCTAssertEqual(profile.samples.count, 4, "identical samples merged")
+
+        let folded = Profile.renderFolded(profile.foldedStacks())
+        let mangled = Profile.renderFolded(profile.foldedStacks(mangled: true))
+        let (rows, total) = profile.top()
+        let top = Profile.renderTop(rows, total: total, limit: 20, unit: "samples")
+        try golden("profile.folded", folded)
+        try golden("profile-mangled.folded", mangled)
+        try golden("profile.top", top)
+    }
+
+    /// Compares `text` with Tests/Fixtures/profile/NAME, or writes it there
+    /// when SPROF_RECORD_GOLDEN=1.
+    func golden(_ name: String, _ text: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../Fixtures/profile/\(name)").standardized.path
+        if ProcessInfo.processInfo.environment["SPROF_RECORD_GOLDEN"] == "1" {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            return
+        }
+        let expected = try String(contentsOfFile: path, encoding: .utf8)
+        XCTAssertEqual(text, expected, "\(name) differs from the golden file (SPROF_RECORD_GOLDEN=1 re-records it)", file: file, line: line)
+    }
+
     // MARK: - Damaged input
 
     func testNotGzipNotPprof() {
