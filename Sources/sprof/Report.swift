@@ -25,6 +25,7 @@ struct Report: ParsableCommand {
                                     (the default when stdout is not a terminal)
               --flamegraph [OUT]    an interactive SVG flame graph (default flamegraph.svg; its path is printed)
               --pprof OUT           the profile as gzipped pprof (e.g. after filtering, or from a raw recording)
+              --speedscope OUT      the profile for speedscope (https://www.speedscope.app)
             Names are demangled (C++, Rust, Swift); inlined functions are frames of their own, marked `_[i]`
             in folded stacks; kernel frames `_[k]`, JIT frames (perf maps) `_[j]`; an address nothing
             names is `module+0xOFFSET`. A stack that could not be unwound to its root starts with a
@@ -53,6 +54,9 @@ struct Report: ParsableCommand {
 
     @Option(help: ArgumentHelp("Write the profile as gzipped pprof.", valueName: "out.pb.gz"))
     var pprof: String?
+
+    @Option(help: ArgumentHelp("Write the profile for speedscope (https://www.speedscope.app).", valueName: "out.json"))
+    var speedscope: String?
 
     @Option(help: ArgumentHelp("With --flamegraph: a differential flame graph against this base profile (growth red, shrink blue).", valueName: "base"))
     var diff: String?
@@ -121,6 +125,14 @@ struct Report: ParsableCommand {
             if !filter.isEmpty { p.samples = p.samples.filter { p.matches($0, filter) } }
             do {
                 try writeAtomically(try Pprof.encode(p), to: out)
+            } catch { fail("\(error)") }
+            FileHandleStderr.write("sprof: wrote \(out)\n")
+            wrote = true
+        }
+        if let out = speedscope {
+            do {
+                try writeAtomically(try profile.speedscope(name: (file as NSString).lastPathComponent, valueIndex: valueIndex,
+                                                           mangled: noDemangle, filter: filter), to: out)
             } catch { fail("\(error)") }
             FileHandleStderr.write("sprof: wrote \(out)\n")
             wrote = true

@@ -109,6 +109,23 @@ final class ProfileTests: XCTestCase {
         return text
     }
 
+    /// speedscope's format: frames shared, one sampled profile whose
+    /// samples rebuild the folded stacks with their weights.
+    func testSpeedscopeExport() throws {
+        let p = Profile(folded: lines(Self.folded))
+        let json = try JSONSerialization.jsonObject(with: Data(try p.speedscope(name: "t"))) as! [String: Any]
+        XCTAssertEqual(json["$schema"] as? String, "https://www.speedscope.app/file-format-schema.json")
+        let frames = ((json["shared"] as! [String: Any])["frames"] as! [[String: Any]]).map { $0["name"] as! String }
+        let profile = (json["profiles"] as! [[String: Any]])[0]
+        XCTAssertEqual(profile["type"] as? String, "sampled")
+        let samples = profile["samples"] as! [[Int]]
+        let weights = profile["weights"] as! [Int]
+        var rebuilt = ""
+        for (s, w) in zip(samples, weights) { rebuilt += s.map { frames[$0] }.joined(separator: ";") + " \(w)\n" }
+        XCTAssertEqual(rebuilt, Profile.renderFolded(p.foldedStacks()))
+        XCTAssertEqual(profile["endValue"] as? Int, 96)
+    }
+
     // MARK: - Golden files
 
     /// A profile as `sprof record` builds it (kernel, JIT, inlined,
