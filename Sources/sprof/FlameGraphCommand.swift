@@ -24,8 +24,8 @@ struct FlameGraphCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output SVG.")
     var output = "flamegraph.svg"
 
-    @Option(help: "Title.")
-    var title = "Flame Graph"
+    @Option(help: "Title (default: Flame Graph, or Icicle Graph with --inverted).")
+    var title: String?
 
     @Option(help: "Width in pixels.")
     var width = 1200
@@ -40,15 +40,15 @@ struct FlameGraphCommand: ParsableCommand {
     var countName = "samples"
 
     func run() throws {
-        let text: String
+        let data: Data
         if let file, file != "-" {
-            guard let data = FileManager.default.contents(atPath: file) else { fail("\(file): cannot be read") }
-            text = String(decoding: data, as: UTF8.self)
+            guard let d = FileManager.default.contents(atPath: file) else { fail("\(file): cannot be read") }
+            data = d
         } else {
-            text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            data = FileHandle.standardInput.readDataToEndOfFile()
         }
         let stacks: FoldedStacks
-        do { stacks = try FoldedStacks(parsing: text) } catch { fail("\(file ?? "stdin"): \(error)") }
+        do { stacks = try FoldedStacks(parsingUTF8: data) } catch { fail("\(file ?? "stdin"): \(error)") }
         var options = FlameGraphOptions()
         options.title = title
         options.width = Double(width)

@@ -76,8 +76,8 @@ struct Report: ParsableCommand {
     @Option(help: ArgumentHelp("Only samples with a frame matching this regular expression.", valueName: "regex"))
     var focus: String?
 
-    @Option(help: "Flame graph title.")
-    var title = "sprof"
+    @Option(help: "Flame graph title (default: the file's name).")
+    var title: String?
 
     @Option(help: "Flame graph width in pixels.")
     var width = 1200
@@ -140,7 +140,7 @@ struct Report: ParsableCommand {
         if let out = flamegraph {
             let stacks = foldedStacks(profile, valueIndex: valueIndex, filter: filter)
             var options = FlameGraphOptions()
-            options.title = title
+            options.title = title ?? (diff != nil ? "\((diff! as NSString).lastPathComponent) → \((file as NSString).lastPathComponent)" : (file as NSString).lastPathComponent)
             options.width = Double(width)
             options.minWidth = minwidth
             options.inverted = inverted

@@ -13,7 +13,9 @@
    frames whose name matches are magenta, the others keep their colour, and "Matched: NN.N%"
    equals the share of samples under a matching frame, computed here from the folded input
    itself (--folded, default small.folded beside this script), not from the SVG.
-5. Hovers a frame (the details line must name it) and saves SCREENSHOT.png.
+5. Escape clears the search; Ctrl-F opens the prompt again, REGEX in upper case matches nothing
+   until "ic" (ignore case) is clicked, then gives the same share.
+6. Hovers a frame (the details line must name it) and saves SCREENSHOT.png.
 
 Needs: selenium (pip install selenium), Debian's chromium and chromium-driver (or $CHROMIUM and
 $CHROMEDRIVER). Exit status: 0 passed, 1 a check failed, 77 something needed is missing.
@@ -71,6 +73,7 @@ def main():
         from selenium.webdriver.chrome.service import Service
         from selenium.webdriver.common.action_chains import ActionChains
         from selenium.webdriver.common.by import By
+        from selenium.webdriver.common.keys import Keys
         from selenium.webdriver.support.ui import WebDriverWait
         from selenium.webdriver.support import expected_conditions
     except ImportError:
@@ -111,16 +114,29 @@ def main():
         n = driver.execute_script("return frames.length")
         check(n == sum(len(v) for v in drawn.values()), f"the script found all {n} frames")
 
-        def group(name):
+        def rows():
+            """Every frame as the page has it now, in one round trip: [name, x, width, fill, class]."""
+            return driver.execute_script("""
+                return Array.from(document.querySelectorAll('#frames > g')).map(function (g) {
+                  var t = g.querySelector('title').textContent, r = g.querySelector('rect');
+                  return [t.substring(0, t.lastIndexOf(' (')), r.getAttribute('x'), r.getAttribute('width'),
+                          r.getAttribute('fill'), g.getAttribute('class') || ''];
+                });""")
+
+        def state():
+            """Frames by name (for names drawn once): x, width, fill, class."""
+            return {n: {"x": x, "width": w, "fill": f, "class": c} for n, x, w, f, c in rows()}
+
+        def rect_attrs(name):
+            return state()[name]
+
+        def rect(name):
+            """The frame's <rect> element, to click or hover like a person."""
             for g in driver.find_elements(By.CSS_SELECTOR, "#frames > g"):
                 t = g.find_element(By.TAG_NAME, "title").get_attribute("textContent")
                 if t[: t.rindex(" (")] == name:
-                    return g
+                    return g.find_element(By.TAG_NAME, "rect")
             raise AssertionError(f"no frame {name}")
-
-        def rect_attrs(name):
-            r = group(name).find_element(By.TAG_NAME, "rect")
-            return {k: r.get_attribute(k) for k in ("x", "width", "fill")} | {"class": group(name).get_attribute("class") or ""}
 
         # 2. Zoom.
         z = drawn[args.zoom][0]
@@ -132,7 +148,7 @@ def main():
                        or v[0]["fg:x"] >= z["fg:x"] + z["fg:w"]))
         before = rect_attrs(args.zoom)
         check(abs(float(before["width"]) - inner) > 1, f"{args.zoom} starts narrower than the graph ({before['width']} px)")
-        group(args.zoom).find_element(By.TAG_NAME, "rect").click()
+        rect(args.zoom).click()
         after = rect_attrs(args.zoom)
         check(abs(float(after["width"]) - inner) < 0.02 and abs(float(after["x"]) - 10) < 0.02,
               f"clicked {args.zoom}: it fills the width ({before['width']} -> {after['width']} px at x={after['x']})")
@@ -148,10 +164,11 @@ def main():
 
         # 3. Reset.
         unzoom.click()
+        now = state()
         for name, v in drawn.items():
             if len(v) != 1:
                 continue
-            r = rect_attrs(name)
+            r = now[name]
             if abs(float(r["x"]) - float(v[0]["x"])) > 0.02 or abs(float(r["width"]) - float(v[0]["width"])) > 0.02 \
                     or "hide" in r["class"] or "parent" in r["class"]:
                 check(False, f"after Reset Zoom {name} is back at x={v[0]['x']} width={v[0]['width']} (is {r})")
@@ -165,10 +182,7 @@ def main():
         alert.accept()
         rx = re.compile(args.search)
         highlighted = 0
-        for g in driver.find_elements(By.CSS_SELECTOR, "#frames > g"):
-            t = g.find_element(By.TAG_NAME, "title").get_attribute("textContent")
-            name = t[: t.rindex(" (")]
-            fill = g.find_element(By.TAG_NAME, "rect").get_attribute("fill")
+        for name, _, _, fill, _ in rows():
             if rx.search(name):
                 highlighted += 1
                 if fill != SEARCH_FILL:
@@ -182,8 +196,23 @@ def main():
         check(driver.find_element(By.ID, "search").get_attribute("textContent") == "Reset Search",
               "the Search button became Reset Search")
 
-        # 5. Hover for the details line, then the screenshot.
-        ActionChains(driver).move_to_element(group(args.zoom).find_element(By.TAG_NAME, "rect")).perform()
+        # 5. Escape clears the search; Ctrl-F searches again, "ic" makes it case-insensitive.
+        ActionChains(driver).send_keys(Keys.ESCAPE).perform()
+        fills = [r[3] for r in rows()]
+        check(SEARCH_FILL not in fills and "hide" in (driver.find_element(By.ID, "matched").get_attribute("class") or ""),
+              "Escape cleared the highlight and the matched share")
+        ActionChains(driver).key_down(Keys.CONTROL).send_keys("f").key_up(Keys.CONTROL).perform()
+        alert = WebDriverWait(driver, 5).until(expected_conditions.alert_is_present())
+        alert.send_keys(args.search.upper())
+        alert.accept()
+        got = driver.find_element(By.ID, "matched").get_attribute("textContent")
+        check(got == "Matched: 0.0%", f"Ctrl-F searched {args.search.upper()!r}, case-sensitive: {got!r}")
+        driver.find_element(By.ID, "ignorecase").click()
+        got = driver.find_element(By.ID, "matched").get_attribute("textContent")
+        check(got == want, f"with ic, {args.search.upper()!r} matches as {args.search!r} did: {got!r}")
+
+        # 6. Hover for the details line, then the screenshot.
+        ActionChains(driver).move_to_element(rect(args.zoom)).perform()
         d = driver.find_element(By.ID, "details").get_attribute("textContent")
         check(d.startswith(f"Function: {args.zoom} ("), f"hovering shows {d!r}")
         time.sleep(0.2)
