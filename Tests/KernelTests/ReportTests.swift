@@ -78,6 +78,19 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(svg.hasPrefix("<?xml") || svg.hasPrefix("<svg"), String(svg.prefix(80)))
         XCTAssertTrue(svg.contains("leaf_hot"))
 
+        // The same profile against itself: a differential graph; a filtered re-export; speedscope.
+        XCTAssertEqual(try run(sprof, ["report", "--flamegraph", "diff.svg", "--diff", "sprof.pb.gz"], in: dir), "diff.svg\n")
+        XCTAssertTrue(try String(contentsOfFile: dir + "/diff.svg", encoding: .utf8).contains("leaf_hot"))
+        let pid = try XCTUnwrap(sample.label("pid")?.number)
+        try run(sprof, ["report", "--pprof", "one.pb.gz", "--pid", "\(pid)", "--focus", "leaf_hot"], in: dir)
+        let one = try Pprof.read(path: dir + "/one.pb.gz")
+        XCTAssertFalse(one.samples.isEmpty)
+        XCTAssertTrue(one.samples.allSatisfy { $0.label("pid")?.number == pid })
+        XCTAssertLessThanOrEqual(one.samples.count, profile.samples.count)
+        try run(sprof, ["report", "--speedscope", "s.json"], in: dir)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/s.json"))) as? [String: Any]
+        XCTAssertNotNil(json?["profiles"])
+
         // go tool pprof reads it: leaf_hot has most of the flat time.
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/go") else {
             throw skipOrFailInCIKernel("needs go (Debian: golang-go) for go tool pprof")
