@@ -140,7 +140,9 @@ static __always_inline __u32 copy_ustack_vma(struct sprof_scratch *sc, __u64 sp,
 	 * -EBUSY when the per-CPU irq_work that defers mmap_read_unlock is
 	 * still pending or the lock is contended (kernel/bpf/mmap_unlock_work.h,
 	 * kernel/bpf/task_iter.c), no VMA at sp, or a read that faults on a
-	 * page that is not present. */
+	 * page that is not present (in about one process in four the stack
+	 * mapping has a never-touched page between sp and its end: the gap
+	 * left by exec's stack randomization, arch_align_stack()). */
 	if (bpf_find_vma(task, sp, vma_end_cb, &vc, 0) || vc.end <= sp)
 		goto failed;
 	len = vc.end - sp;
