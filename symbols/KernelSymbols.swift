@@ -89,15 +89,7 @@ public struct KernelSymbols: RandomAccessCollection, Sendable {
 
     /// Reads /proc/kallsyms; nil when it cannot be read or every address is hidden.
     public static func load(path: String = "/proc/kallsyms") -> KernelSymbols? {
-        guard let f = fopen(path, "r") else { return nil }
-        defer { fclose(f) }
-        var bytes: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = fread(&buf, 1, buf.count, f)
-            if n <= 0 { break }
-            bytes.append(contentsOf: buf[0..<n])
-        }
+        guard let bytes = readWholeFile(path) else { return nil }
         let table = KernelSymbols(bytes: bytes)
         return table.entries.isEmpty ? nil : table
     }
@@ -130,4 +122,19 @@ public struct KernelSymbols: RandomAccessCollection, Sendable {
     case 0x41...0x46: return c - 0x41 + 10
     default: return nil
     }
+}
+
+/// The whole of a file, read to its end (not to its stat size: /proc files
+/// report 0); nil when it cannot be opened.
+func readWholeFile(_ path: String) -> [UInt8]? {
+    guard let f = fopen(path, "r") else { return nil }
+    defer { fclose(f) }
+    var bytes: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = fread(&buf, 1, buf.count, f)
+        if n <= 0 { break }
+        bytes.append(contentsOf: buf[0..<n])
+    }
+    return bytes
 }

@@ -203,7 +203,7 @@ public struct PerfMap: Sendable {
     /// ``paths(pid:)`` order.
     public static func load(pid: Int32) -> PerfMap? {
         for path in paths(pid: pid) {
-            guard let bytes = readFile(path) else { continue }
+            guard let bytes = readWholeFile(path) else { continue }
             return bytes.withUnsafeBufferPointer { PerfMap(utf8: $0) }
         }
         return nil
@@ -217,7 +217,7 @@ public struct PerfMap: Sendable {
     /// alive; then `/tmp/perf-PID.map`, which is the same file for a process
     /// that shares our namespaces, and still there after it exits.
     public static func paths(pid: Int32) -> [String] {
-        let status = readFile("/proc/\(pid)/status").map { String(decoding: $0, as: UTF8.self) }
+        let status = readWholeFile("/proc/\(pid)/status").map { String(decoding: $0, as: UTF8.self) }
         let nspid = status.flatMap(namespacePID(status:)) ?? pid
         return ["/proc/\(pid)/root/tmp/perf-\(nspid).map", "/tmp/perf-\(pid).map"]
     }
@@ -231,16 +231,4 @@ public struct PerfMap: Sendable {
         return nil
     }
 
-    private static func readFile(_ path: String) -> [UInt8]? {
-        guard let f = fopen(path, "r") else { return nil }
-        defer { fclose(f) }
-        var bytes: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = fread(&buf, 1, buf.count, f)
-            if n <= 0 { break }
-            bytes.append(contentsOf: buf[0..<n])
-        }
-        return bytes
-    }
 }

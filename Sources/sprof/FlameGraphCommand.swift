@@ -24,17 +24,7 @@ struct FlameGraphCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output SVG.")
     var output = "flamegraph.svg"
 
-    @Option(help: "Title (default: Flame Graph, or Icicle Graph with --inverted).")
-    var title: String?
-
-    @Option(help: "Width in pixels.")
-    var width = 1200
-
-    @Option(help: ArgumentHelp("Frames narrower than this many pixels are merged.", valueName: "px"))
-    var minwidth = 0.1
-
-    @Flag(help: "Upside down (icicle graph).")
-    var inverted = false
+    @OptionGroup var look: FlameGraphLook
 
     @Option(help: "What the counts are (shown in tooltips).")
     var countName = "samples"
@@ -49,15 +39,40 @@ struct FlameGraphCommand: ParsableCommand {
         }
         let stacks: FoldedStacks
         do { stacks = try FoldedStacks(parsingUTF8: data) } catch { fail("\(file ?? "stdin"): \(error)") }
-        var options = FlameGraphOptions()
-        options.title = title
-        options.width = Double(width)
-        options.minWidth = minwidth
-        options.inverted = inverted
+        var options = look.options(defaultTitle: nil)
         options.countName = countName
         let svg: String
         do { svg = try renderFlameGraph(stacks, options: options) } catch { fail("\(file ?? "stdin"): \(error)") }
         do { try writeAtomically(Array(svg.utf8), to: output) } catch { fail("\(error)") }
         print(output)
+    }
+}
+
+/// How a flame graph looks: the options `sprof flamegraph` and
+/// `sprof report --flamegraph` share.
+struct FlameGraphLook: ParsableArguments {
+    @Option(help: "Flame graph title (default: the profile's name; Flame Graph for folded input).")
+    var title: String?
+
+    @Option(help: "Flame graph width in pixels.")
+    var width = 1200
+
+    @Option(help: ArgumentHelp("Flame graph: frames narrower than this many pixels are merged.", valueName: "px"))
+    var minwidth = 0.1
+
+    @Flag(help: "Flame graph upside down (icicle graph).")
+    var inverted = false
+
+    func validate() throws {
+        if width < 100 { throw ValidationError("--width must be at least 100") }
+    }
+
+    func options(defaultTitle: String?) -> FlameGraphOptions {
+        var o = FlameGraphOptions()
+        o.title = title ?? defaultTitle
+        o.width = Double(width)
+        o.minWidth = minwidth
+        o.inverted = inverted
+        return o
     }
 }

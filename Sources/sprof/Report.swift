@@ -76,17 +76,7 @@ struct Report: ParsableCommand {
     @Option(help: ArgumentHelp("Only samples with a frame matching this regular expression.", valueName: "regex"))
     var focus: String?
 
-    @Option(help: "Flame graph title (default: the file's name).")
-    var title: String?
-
-    @Option(help: "Flame graph width in pixels.")
-    var width = 1200
-
-    @Option(help: ArgumentHelp("Flame graph: frames narrower than this many pixels are merged.", valueName: "px"))
-    var minwidth = 0.1
-
-    @Flag(help: "Flame graph upside down (icicle graph).")
-    var inverted = false
+    @OptionGroup var look: FlameGraphLook
 
     @Option(help: ArgumentHelp("The value to show: samples or cpu (nanoseconds).", valueName: "type"))
     var value = "samples"
@@ -104,7 +94,6 @@ struct Report: ParsableCommand {
         guard ["sprof", "libunwind"].contains(unwinder) else { throw ValidationError("--unwinder must be sprof or libunwind") }
         if diff != nil && flamegraph == nil { throw ValidationError("--diff draws a differential flame graph: add --flamegraph [OUT]") }
         if let focus { do { _ = try Regex(focus) } catch { throw ValidationError("--focus \(focus): not a regular expression: \(error)") } }
-        if width < 100 { throw ValidationError("--width must be at least 100") }
     }
 
     func run() throws {
@@ -139,11 +128,8 @@ struct Report: ParsableCommand {
         }
         if let out = flamegraph {
             let stacks = foldedStacks(profile, valueIndex: valueIndex, filter: filter)
-            var options = FlameGraphOptions()
-            options.title = title ?? (diff != nil ? "\((diff! as NSString).lastPathComponent) → \((file as NSString).lastPathComponent)" : (file as NSString).lastPathComponent)
-            options.width = Double(width)
-            options.minWidth = minwidth
-            options.inverted = inverted
+            let name = (file as NSString).lastPathComponent
+            var options = look.options(defaultTitle: diff.map { "\(($0 as NSString).lastPathComponent) → \(name)" } ?? name)
             options.countName = value == "cpu" ? "ns" : "samples"
             let svg: String
             do {
