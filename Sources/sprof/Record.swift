@@ -101,15 +101,17 @@ struct Record: ParsableCommand {
             fail("\(error)")
         }
         if !raw {
-            defer { unlink(rawPath) }
             do {
                 let reader = try RawFileReader(path: rawPath)
                 let profile = RecordingConverter(reader: reader).profile()
                 let bytes = try Pprof.encode(profile)
                 try writeAtomically(bytes, to: destination)
                 summary.bytesWritten = UInt64(bytes.count)
+                unlink(rawPath)
             } catch {
-                fail("\(error)")
+                // Lose nothing: the raw recording stays, and says how to finish the job.
+                fail("\(error)\nsprof: the recording is kept at \(rawPath); once the problem is fixed: "
+                     + "sprof report \(rawPath) --pprof \(destination)")
             }
         }
         FileHandleStderr.write("sprof: \(summary.line) -> \(destination)\n")

@@ -64,6 +64,26 @@ final class CLITests: XCTestCase {
         fx.process.terminate()
     }
 
+    /// The profile cannot be written (here: its name is taken by a
+    /// directory): the raw recording is kept, its path given, and it still
+    /// converts to the profile later.
+    func testUnwritableProfileKeepsTheRecording() throws {
+        try requireKernelAccess()
+        let bin = try Fixtures.build("exits")
+        let dir = NSTemporaryDirectory() + "sprof-unwritable-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir + "/out.pb.gz", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try run(["record", "-o", dir + "/out.pb.gz", "--", bin, "0.5", "0"])
+        XCTAssertNotEqual(r.status, 0)
+        let kept = dir + "/.sprof-record-\(r.pid).raw"
+        XCTAssertTrue(r.stderr.contains("the recording is kept at \(kept)"), r.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: kept))
+        let converted = try run(["report", kept, "--pprof", dir + "/later.pb.gz"])
+        XCTAssertEqual(converted.status, 0, converted.stderr)
+        XCTAssertGreaterThan(try Pprof.read(path: dir + "/later.pb.gz").samples.count, 0)
+    }
+
     func testBadInputIsOneLineBeforeLoading() throws {
         try requireKernelAccess()
         for (args, needle) in [
