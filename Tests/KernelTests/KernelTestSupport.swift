@@ -8,13 +8,20 @@ import XCTest
 func requireKernelAccess(file: StaticString = #filePath, line: UInt = #line) throws {
     let missing = KernelInfo.missingCapabilities
     guard missing.isEmpty else {
-        let why = "kernel test needs root (or \(missing.joined(separator: ", "))) to load BPF programs"
-        if ProcessInfo.processInfo.environment["CI"] == "true" {
-            XCTFail("CI=true: \(why)", file: file, line: line)
-            throw XCTSkip("failed above")
-        }
-        throw XCTSkip(why)
+        throw skipOrFailInCI("kernel test needs root (or \(missing.joined(separator: ", "))) to load BPF programs",
+                             file: file, line: line)
     }
+}
+
+/// A test that cannot run here (no root, a missing tool or toolchain):
+/// outside CI it skips, loudly; with CI=true it fails instead. Throw what
+/// this returns.
+func skipOrFailInCI(_ why: String, file: StaticString = #filePath, line: UInt = #line) -> XCTSkip {
+    if ProcessInfo.processInfo.environment["CI"] == "true" {
+        XCTFail("CI=true: \(why)", file: file, line: line)
+        return XCTSkip("failed above: \(why)")
+    }
+    return XCTSkip(why)
 }
 
 enum Fixtures {

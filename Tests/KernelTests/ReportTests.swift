@@ -93,7 +93,7 @@ final class ReportTests: XCTestCase {
 
         // go tool pprof reads it: leaf_hot has most of the flat time.
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/go") else {
-            throw skipOrFailInCIKernel("needs go (Debian: golang-go) for go tool pprof")
+            throw skipOrFailInCI("needs go (Debian: golang-go) for go tool pprof")
         }
         let env = ["HOME": dir, "GOCACHE": dir + "/gocache", "PPROF_TMPDIR": dir]
         let pprofTop = try run("/usr/bin/go", ["tool", "pprof", "-top", "-nodecount=5", "sprof.pb.gz"], in: dir, env: env)
@@ -146,13 +146,4 @@ extension ReportTests {
         try "a;b 1\na;c x\n".write(toFile: dir + "/bad.folded", atomically: true, encoding: .utf8)
         XCTAssertTrue(try failing(["flamegraph", "bad.folded"], in: dir).contains("line 2"))
     }
-}
-
-/// KernelTests' counterpart of SprofTests' skipOrFailInCI.
-func skipOrFailInCIKernel(_ why: String, file: StaticString = #filePath, line: UInt = #line) -> XCTSkip {
-    if ProcessInfo.processInfo.environment["CI"] == "true" {
-        XCTFail("CI=true: \(why)", file: file, line: line)
-        return XCTSkip("failed above: \(why)")
-    }
-    return XCTSkip(why)
 }

@@ -33,15 +33,6 @@ final class SymbolizationTests: XCTestCase {
         return try UnwindFixtures.build(outDir: NSTemporaryDirectory() + "sprof-symbolization-fixtures-\(getpid())")
     }
 
-    func fixturePath(_ built: UnwindFixtures.Built, _ name: String) throws -> String {
-        do {
-            return try built.path(name)
-        } catch let skip as XCTSkip {
-            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("CI=true: \(skip.message ?? name)") }
-            throw skip
-        }
-    }
-
     /// Demangled names as the languages' tools print them: `nm -C` (C, C++,
     /// Rust), `swift demangle --simplified` (Swift).
     func oracleNames(_ raw: [String], binary: String, swift: Bool) throws -> [String: String] {
@@ -80,7 +71,7 @@ final class SymbolizationTests: XCTestCase {
     func testRecordedNamesInEveryLanguageNeedNoBinaries() throws {
         let built = try privateFixtures()
         for name in ["c_chain_g", "cpp_chain", "rust_chain", "swift_chain"] {
-            let bin = try fixturePath(built, name)
+            let bin = try built.path(name)
             let fixture = try XCTUnwrap(try UnwindFixtures.expected().first { $0.name == name })
             let chain = try XCTUnwrap(fixture.chains.first).frames
             let file = tempPath("\(name)-symbols.sprof")
@@ -175,7 +166,7 @@ final class SymbolizationTests: XCTestCase {
         let built = try privateFixtures()
         let bin = NSTemporaryDirectory() + "c_chain_stripped-\(getpid())"
         defer { unlink(bin) }
-        try FileManager.default.copyItem(atPath: try fixturePath(built, "c_chain_nog"), toPath: bin)
+        try FileManager.default.copyItem(atPath: try built.path("c_chain_nog"), toPath: bin)
         _ = try UnwindFixtures.run("/usr/bin/strip", ["--strip-all", bin])
         let file = tempPath("stripped.sprof")
         defer { unlink(file) }
@@ -212,14 +203,14 @@ final class SymbolizationTests: XCTestCase {
         let built = try privateFixtures()
         let bin = NSTemporaryDirectory() + "c_chain_rebuilt-\(getpid())"
         defer { unlink(bin) }
-        try FileManager.default.copyItem(atPath: try fixturePath(built, "c_chain_g"), toPath: bin)
+        try FileManager.default.copyItem(atPath: try built.path("c_chain_g"), toPath: bin)
         let file = tempPath("rebuilt.sprof")
         defer { unlink(file) }
         try sprof(["record", "--raw", "-o", file, "--", bin, "1"])
         XCTAssertTrue(try sprof(["report", file]).contains("leaf_hot"), "named while the binary is the recorded one")
         // "Rebuild": same path, other contents (and build-id).
         unlink(bin)
-        try FileManager.default.copyItem(atPath: try fixturePath(built, "c_chain_nog"), toPath: bin)
+        try FileManager.default.copyItem(atPath: try built.path("c_chain_nog"), toPath: bin)
         let after = try sprof(["report", file])
         XCTAssertFalse(after.contains("leaf_hot"), "a rebuilt binary's names were used")
         XCTAssertTrue(after.contains((bin as NSString).lastPathComponent + "+0x"), after)

@@ -18,10 +18,11 @@ enum UnwindFixtures {
         /// Fixture name → why build.sh skipped it (a missing toolchain).
         var skipped: [String: String]
 
-        /// The executable of `name`; throws `XCTSkip` when build.sh skipped it.
-        func path(_ name: String) throws -> String {
+        /// The executable of `name`; when build.sh skipped it (a missing
+        /// toolchain) the test skips, or fails under CI=true.
+        func path(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
             if let p = paths[name] { return p }
-            if let why = skipped[name] { throw XCTSkip("unwind fixture \(name) was not built: \(why)") }
+            if let why = skipped[name] { throw skipOrFailInCI("unwind fixture \(name) was not built: \(why)", file: file, line: line) }
             throw UnwindFixtureError(description: "no unwind fixture named \(name) in expected.json")
         }
     }

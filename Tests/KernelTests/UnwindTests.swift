@@ -37,16 +37,6 @@ final class UnwindTests: XCTestCase {
         return try UnwindFixtures.build()
     }
 
-    /// Fixtures missing only for a missing toolchain may skip locally, never in CI.
-    func path(_ built: UnwindFixtures.Built, _ name: String) throws -> String {
-        do {
-            return try built.path(name)
-        } catch let skip as XCTSkip {
-            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("CI=true: \(skip.message ?? name)") }
-            throw skip
-        }
-    }
-
     func recordFixture(_ fixture: UnwindFixture, path: String, raw: Bool = false,
                        stackSize: Int = 32768) throws -> RawFileReader {
         var s = RecordSettings(target: .command([path] + fixture.arguments(seconds: Self.fixtureSeconds)),
@@ -62,7 +52,7 @@ final class UnwindTests: XCTestCase {
     func checkFixture(_ name: String) throws {
         let built = try built()
         let fixture = try XCTUnwrap(try UnwindFixtures.expected().first { $0.name == name })
-        let bin = try path(built, name)
+        let bin = try built.path(name)
         let reader = try recordFixture(fixture, path: bin)
         let symbols = TestSymbolizer()
         for expected in fixture.chains {
@@ -109,7 +99,7 @@ final class UnwindTests: XCTestCase {
     func testShortCopyIsTruncatedNotWrong() throws {
         let built = try built()
         let fixture = try XCTUnwrap(try UnwindFixtures.expected().first { $0.name == "c_bigframe" })
-        let reader = try recordFixture(fixture, path: try path(built, "c_bigframe"), stackSize: 8192)
+        let reader = try recordFixture(fixture, path: try built.path("c_bigframe"), stackSize: 8192)
         let symbols = TestSymbolizer()
         var atLeaf = 0, truncated = 0
         reader.forEachSample { sample, snap in
@@ -135,7 +125,7 @@ final class UnwindTests: XCTestCase {
         var same = 0, compared = 0, libunwindCannot = 0
         var differences: [String] = []
         for fixture in try UnwindFixtures.expected() where fixture.cfiSection == ".eh_frame" && fixture.name != "swift_chain" {
-            let reader = try recordFixture(fixture, path: try path(built, fixture.name), raw: true)
+            let reader = try recordFixture(fixture, path: try built.path(fixture.name), raw: true)
             let ours = SampleUnwinder(source: .recordedPaths)
             let oracle = LibunwindUnwinder()
             reader.forEachSample { sample, snap in
