@@ -26,8 +26,8 @@ func makeSymbolizer() -> Symbolizer {
 /// a live process, by path and build-id for one that has exited.
 final class RecordingSymbolizer: RecordingSymbolization {
     private struct SnapshotKey: Hashable { var pid: Int32; var generation: UInt64 }
-    /// Mappings of each snapshot seen, sorted by start.
-    private var snapshots: [SnapshotKey: [Mapping]] = [:]
+    /// Each mapping snapshot seen (sorted by start, looked up by binary search).
+    private var snapshots: [SnapshotKey: RawMappingSnapshot] = [:]
     private var keys: Set<RawLocation.Key> = []
     /// JIT code is named when it is seen: its perf map may be gone, or the
     /// memory reused, by the end.
@@ -38,13 +38,13 @@ final class RecordingSymbolizer: RecordingSymbolization {
               kernelFrames: [KernelAddress]) {
         if !userFrames.isEmpty {
             let s = SnapshotKey(pid: pid, generation: generation)
-            if snapshots[s] == nil { snapshots[s] = mappings.sorted { $0.start < $1.start } }
+            if snapshots[s] == nil { snapshots[s] = RawMappingSnapshot(pid: pid, generation: generation, mappings: mappings) }
             for i in 0..<userFrames.count {
                 let key = RawLocation.Key(pid: pid, generation: generation, address: userFrames[i],
                                           isReturnAddress: i > 0, isKernel: false)
                 guard keys.insert(key).inserted else { continue }
                 let a = ProcessAddress(key.address)
-                if let m = mapping(containing: a, in: snapshots[s]!), !m.isFile, m.isExecutable, m.path != "[vdso]" {
+                if let m = snapshots[s]!.mapping(containing: a), !m.isFile, m.isExecutable, m.path != "[vdso]" {
                     early[key] = RawLocation(key: key, symbolizer.symbolize(a, isReturnAddress: i > 0, pid: pid, mapping: m))
                 }
             }
@@ -64,10 +64,10 @@ final class RecordingSymbolizer: RecordingSymbolization {
             } else if key.isKernel {
                 out.append(RawLocation(key: key, symbolizer.symbolize(kernel: KernelAddress(key.address), isReturnAddress: key.isReturnAddress)))
             } else {
-                let mappings = snapshots[SnapshotKey(pid: key.pid, generation: key.generation)] ?? []
+                let snapshot = snapshots[SnapshotKey(pid: key.pid, generation: key.generation)]
                 let a = ProcessAddress(key.address)
                 out.append(RawLocation(key: key, symbolizer.symbolize(a, isReturnAddress: key.isReturnAddress, pid: key.pid,
-                                                                      mapping: mapping(containing: a, in: mappings), live: true)))
+                                                                      mapping: snapshot?.mapping(containing: a), live: true)))
             }
         }
         reportUnavailable(symbolizer.unavailable)
@@ -82,43 +82,40 @@ func reportUnavailable(_ problems: [String]) {
     if problems.count > 10 { FileHandleStderr.write("sprof: ... and \(problems.count - 10) more files without symbols\n") }
 }
 
-/// The mapping of `sorted` (sorted by start, not overlapping) that holds `address`.
-func mapping(containing address: ProcessAddress, in sorted: [Mapping]) -> Mapping? {
-    var lo = 0, hi = sorted.count
-    while lo < hi {
-        let mid = (lo + hi) / 2
-        if sorted[mid].start <= address { lo = mid + 1 } else { hi = mid }
-    }
-    guard lo > 0, sorted[lo - 1].contains(address) else { return nil }
-    return sorted[lo - 1]
-}
-
 /// Names frames for reports: from the recording's own locations records
 /// when it has them (format 1.2), else by symbolizing now from the recorded
 /// paths (a raw recording, or an older file), checked by build-id.
 final class FrameNames {
     private let recorded: [RawLocation.Key: RawLocation]
-    private lazy var symbolizer = makeSymbolizer()
+    /// Made at the first address the recording did not name.
+    private var symbolizer: Symbolizer?
     private var named: [RawLocation.Key: RawLocation] = [:]
     /// Show mangled names (`--no-demangle`).
     let mangled: Bool
 
     /// Files that gave no names while reporting (none when the recording named everything).
-    var unavailable: [String] { symbolizerMade ? symbolizer.unavailable : [] }
-    private var symbolizerMade = false
+    var unavailable: [String] { symbolizer?.unavailable ?? [] }
 
     init(recorded: [RawLocation.Key: RawLocation], mangled: Bool) {
         self.recorded = recorded
         self.mangled = mangled
     }
 
-    func user(_ address: UInt64, isReturnAddress: Bool, pid: Int32, generation: UInt64, mappings: [Mapping]) -> RawLocation {
-        let key = RawLocation.Key(pid: pid, generation: generation, address: address, isReturnAddress: isReturnAddress, isKernel: false)
+    private func live() -> Symbolizer {
+        if let symbolizer { return symbolizer }
+        let made = makeSymbolizer()
+        symbolizer = made
+        return made
+    }
+
+    /// A user address of process `pid`, seen with the mappings of `snapshot`.
+    func user(_ address: UInt64, isReturnAddress: Bool, pid: Int32, snapshot: RawMappingSnapshot?) -> RawLocation {
+        let key = RawLocation.Key(pid: pid, generation: snapshot?.generation ?? 0, address: address,
+                                  isReturnAddress: isReturnAddress, isKernel: false)
         if let l = recorded[key] ?? named[key] { return l }
-        symbolizerMade = true
         let a = ProcessAddress(address)
-        let l = RawLocation(key: key, symbolizer.symbolize(a, isReturnAddress: isReturnAddress, pid: pid,
-                                                           mapping: mappings.first { $0.contains(a) }, live: false))
+        let l = RawLocation(key: key, live().symbolize(a, isReturnAddress: isReturnAddress, pid: pid,
+                                                       mapping: snapshot?.mapping(containing: a), live: false))
         named[key] = l
         return l
     }
@@ -126,8 +123,7 @@ final class FrameNames {
     func kernel(_ address: KernelAddress, isReturnAddress: Bool) -> RawLocation {
         let key = RawLocation.Key(pid: 0, generation: 0, address: address.rawValue, isReturnAddress: isReturnAddress, isKernel: true)
         if let l = recorded[key] ?? named[key] { return l }
-        symbolizerMade = true
-        let l = RawLocation(key: key, symbolizer.symbolize(kernel: address, isReturnAddress: isReturnAddress))
+        let l = RawLocation(key: key, live().symbolize(kernel: address, isReturnAddress: isReturnAddress))
         named[key] = l
         return l
     }

@@ -51,16 +51,16 @@ struct RecordingConverter {
         var user: [UInt64] = []
         var done = 0
 
-        func mappingID(_ l: RawLocation, mappings: [Mapping]) -> UInt64 {
+        func mappingID(_ l: RawLocation, snapshot: RawMappingSnapshot?) -> UInt64 {
             switch SymbolizedLocation.Kind(rawValue: l.kind) {
             case .kernel:
                 return b.mapping(start: 0xffff_8000_0000_0000, limit: .max, fileOffset: 0, file: l.module, buildID: "")
             case .jit:
-                let m = mappings.first { $0.contains(ProcessAddress(l.key.address)) }
+                let m = snapshot?.mapping(containing: ProcessAddress(l.key.address))
                 return b.mapping(start: m?.start.rawValue ?? l.key.address, limit: m?.end.rawValue ?? l.key.address + 1,
                                  fileOffset: 0, file: "[jit]", buildID: "")
             case .native:
-                guard let m = mappings.first(where: { $0.contains(ProcessAddress(l.key.address)) }) else { return 0 }
+                guard let m = snapshot?.mapping(containing: ProcessAddress(l.key.address)) else { return 0 }
                 return b.mapping(start: m.start.rawValue, limit: m.end.rawValue, fileOffset: m.fileOffset.rawValue,
                                  file: ModuleFiles.plainPath(of: m), buildID: m.buildID?.description ?? "")
             default:
@@ -68,9 +68,9 @@ struct RecordingConverter {
             }
         }
 
-        func locationID(_ l: RawLocation, mappings: [Mapping]) -> UInt64 {
+        func locationID(_ l: RawLocation, snapshot: RawMappingSnapshot?) -> UInt64 {
             if let id = locationIDs[l.key] { return id }
-            let mapping = mappingID(l, mappings: mappings)
+            let mapping = mappingID(l, snapshot: snapshot)
             let lines = l.frames.map { f in
                 Profile.Line(functionID: b.function(name: f.function, systemName: f.systemName, file: f.file), line: Int64(f.line))
             }
@@ -113,11 +113,11 @@ struct RecordingConverter {
             stack.removeAll(keepingCapacity: true)
             let kernel = sample.kernelStack
             for (i, k) in kernel.enumerated() {
-                stack.append(locationID(names.kernel(k, isReturnAddress: i > 0), mappings: mappings))
+                stack.append(locationID(names.kernel(k, isReturnAddress: i > 0), snapshot: snapshot))
             }
             for (i, a) in user.enumerated() {
-                stack.append(locationID(names.user(a, isReturnAddress: i > 0, pid: sample.tgid, generation: generation,
-                                                   mappings: mappings), mappings: mappings))
+                stack.append(locationID(names.user(a, isReturnAddress: i > 0, pid: sample.tgid, snapshot: snapshot),
+                                        snapshot: snapshot))
             }
             if stop != .complete && stop != .noUserRegisters {
                 let id: UInt64
