@@ -277,11 +277,10 @@ public struct RawLocation: Hashable, Sendable {
 /// (the CLI, with SprofSymbols), so capture knows nothing of symbols. Used on
 /// the writer thread only.
 public protocol RecordingSymbolization: AnyObject {
-    /// A sample as it was written: its user frames (innermost first; empty
-    /// when its stack was kept raw) with the mappings of `generation`, and
-    /// its kernel frames.
-    func note(pid: Int32, generation: UInt64, mappings: [Mapping], userFrames: UnsafeBufferPointer<UInt64>,
-              kernelFrames: [KernelAddress])
+    /// A sample as it was written (its process, its kernel frames), its
+    /// user frames (innermost first; empty when its stack was kept raw) and
+    /// the mappings of `generation`.
+    func note(_ sample: RawSample, generation: UInt64, mappings: [Mapping], userFrames: UnsafeBufferPointer<UInt64>)
     /// At the end of the recording, before the file is committed: names for
     /// every address noted. May take a while (files are read now).
     func locations() -> [RawLocation]

@@ -207,25 +207,23 @@ public final class Recorder: @unchecked Sendable {
                     }
                     if sample.flags.contains(.userRegisters) { processes.noteAddress(sample.ip, pid: sample.tgid) }
                     let gen = processes.generation(of: sample.tgid)
+                    let mappings = processes.mappings(of: sample.tgid)
                     if generations[sample.tgid] != gen {
                         if generations[sample.tgid] != nil {
                             // New mappings (exec, dlopen): the command and executable may have changed too.
                             try writer.writeProcess(records.updated(processes.processInfo(pid: sample.tgid, comm: sample.comm.description)))
                         }
                         generations[sample.tgid] = gen
-                        try writer.writeMappings(pid: sample.tgid, generation: gen, mappings: processes.mappings(of: sample.tgid))
+                        try writer.writeMappings(pid: sample.tgid, generation: gen, mappings: mappings)
                     }
-                    if let unwinder,
-                       let (count, stop) = unwinder.unwind(sample, generation: gen, mappings: processes.mappings(of: sample.tgid), into: frames) {
-                        try writer.writeUnwoundSample(sample, userFrames: UnsafeBufferPointer(start: frames.baseAddress, count: count), stop: stop)
-                        symbolization?.note(pid: sample.tgid, generation: gen, mappings: processes.mappings(of: sample.tgid),
-                                            userFrames: UnsafeBufferPointer(start: frames.baseAddress, count: count),
-                                            kernelFrames: sample.kernelStack)
+                    var userFrames = UnsafeBufferPointer<UInt64>(start: nil, count: 0)
+                    if let unwinder, let (count, stop) = unwinder.unwind(sample, generation: gen, mappings: mappings, into: frames) {
+                        userFrames = UnsafeBufferPointer(start: frames.baseAddress, count: count)
+                        try writer.writeUnwoundSample(sample, userFrames: userFrames, stop: stop)
                     } else {
                         try writer.writeSample(sample)
-                        symbolization?.note(pid: sample.tgid, generation: gen, mappings: processes.mappings(of: sample.tgid),
-                                            userFrames: UnsafeBufferPointer(start: nil, count: 0), kernelFrames: sample.kernelStack)
                     }
+                    symbolization?.note(sample, generation: gen, mappings: mappings, userFrames: userFrames)
                     samplesWritten.add(1, ordering: .relaxed)
                 } catch {
                     keep(error)

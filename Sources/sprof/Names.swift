@@ -34,8 +34,8 @@ final class RecordingSymbolizer: RecordingSymbolization {
     private var early: [RawLocation.Key: RawLocation] = [:]
     private lazy var symbolizer = makeSymbolizer()
 
-    func note(pid: Int32, generation: UInt64, mappings: [Mapping], userFrames: UnsafeBufferPointer<UInt64>,
-              kernelFrames: [KernelAddress]) {
+    func note(_ sample: RawSample, generation: UInt64, mappings: [Mapping], userFrames: UnsafeBufferPointer<UInt64>) {
+        let pid = sample.tgid
         if !userFrames.isEmpty {
             let s = SnapshotKey(pid: pid, generation: generation)
             if snapshots[s] == nil { snapshots[s] = RawMappingSnapshot(pid: pid, generation: generation, mappings: mappings) }
@@ -49,8 +49,9 @@ final class RecordingSymbolizer: RecordingSymbolization {
                 }
             }
         }
-        for (i, k) in kernelFrames.enumerated() {
-            keys.insert(RawLocation.Key(pid: 0, generation: 0, address: k.rawValue, isReturnAddress: i > 0, isKernel: true))
+        for i in 0..<sample.kernelFrameCount {
+            keys.insert(RawLocation.Key(pid: 0, generation: 0, address: sample.kernelFrame(i).rawValue,
+                                        isReturnAddress: i > 0, isKernel: true))
         }
     }
 
