@@ -59,6 +59,10 @@ func diagnoseVerifierLog(_ lines: [String], errno: Int32) -> String {
     for (needle, meaning) in rules where text.contains(needle) { return meaning }
     switch errno {
     case EPERM, EACCES:
+        if KernelInfo.missingCapabilities.isEmpty {
+            return "refused although sprof has the privileges it needs: kernel lockdown (\(KernelInfo.lockdown ?? "not reported")), "
+                + "a security module, or (for fentry) a kernel without BPF trampolines forbids this program type"
+        }
         return "permission denied: run as root or with CAP_BPF and CAP_PERFMON; kernel lockdown (\(KernelInfo.lockdown ?? "unknown")) can also forbid it"
     case E2BIG:
         return "the program or a map is larger than this kernel accepts"
@@ -77,7 +81,7 @@ func verifierLogTail(_ lines: [String], count: Int = 12) -> [String] {
         let end = after.firstIndex(where: { $0.contains("END PROG LOAD LOG") }) ?? lines.endIndex
         body = Array(lines[(begin + 1)..<end])
     }
-    return Array(body.filter { !$0.trimmed(" \t").isEmpty }.suffix(count))
+    return Array(body.filter { !$0.trimmed(" \t").isEmpty && !$0.hasSuffix("skipped loading") }.suffix(count))
 }
 
 /// Which kernel-version-dependent code paths the sampling program takes.
@@ -141,6 +145,11 @@ public final class SamplerObject: @unchecked Sendable {
     let counters: OpaquePointer
     let targets: OpaquePointer
     public let userStackSize: Int
+    /// Off-CPU: where the switch program attaches, the program, and the
+    /// programs that copy a waiting thread's user stack when it runs again.
+    public let offCPUPoint: OffCPUAttachPoint?
+    let offCPUProgram: OpaquePointer?
+    let resumePrograms: [(name: String, program: OpaquePointer)]
 
     /// Number of possible CPUs (libbpf_num_possible_cpus), the width of per-CPU values.
     public let possibleCPUs: Int
@@ -148,9 +157,11 @@ public final class SamplerObject: @unchecked Sendable {
     /// Opens the embedded object, writes the settings into .rodata, sizes the
     /// maps and loads it. Throws `.verifierRejected` with the log tail on failure.
     public init(variants: CaptureVariants, userStackSize: Int, allTasks: Bool,
-                ringBufferBytes: Int = 16 << 20) throws(CaptureError) {
+                ringBufferBytes: Int = 16 << 20,
+                offCPU: (settings: OffCPUSettings, point: OffCPUAttachPoint)? = nil) throws(CaptureError) {
         LibBPFLog.install()
         self.variants = variants
+        offCPUPoint = offCPU?.point
         self.userStackSize = userStackSize
         possibleCPUs = Int(libbpf_num_possible_cpus())
         var length = 0
@@ -180,6 +191,26 @@ public final class SamplerObject: @unchecked Sendable {
         }
         program = prog
 
+        // Only the programs this recording uses are loaded: the others may
+        // need what this kernel lacks (fentry's trampoline, rseq's tracepoint).
+        let haveRseq = offCPU != nil && OffCPUAttachPoint.kernelHasRseqTracepoint
+        let wanted: Set<String> = offCPU.map { Set([$0.point.switchProgram] + $0.point.resumePrograms(haveRseq: haveRseq)) } ?? []
+        var offProgram: OpaquePointer?
+        var resume: [(String, OpaquePointer)] = []
+        var pp = bpf_object__next_program(obj, nil)
+        while let cur = pp {
+            let name = String(cString: bpf_program__name(cur))
+            if OffCPUAttachPoint.allPrograms.contains(name) {
+                bpf_program__set_autoload(cur, wanted.contains(name))
+                if name == offCPU?.point.switchProgram { offProgram = cur }
+                else if wanted.contains(name) { resume.append((name, cur)) }
+            }
+            pp = bpf_object__next_program(obj, cur)
+        }
+        if let offCPU, offProgram == nil || resume.count != offCPU.point.resumePrograms(haveRseq: haveRseq).count {
+            bpf_object__close(obj)
+            throw .bpfFailed(step: "finding the off-CPU programs", errno: ENOENT, hint: "the embedded object is stale: run bpf/build.sh")
+        }
         // Settings: `cfg` is the only variable in .rodata (checked by size).
         var rodata: OpaquePointer?
         var m: OpaquePointer? = bpf_object__next_map(obj, nil)
@@ -204,9 +235,26 @@ public final class SamplerObject: @unchecked Sendable {
         // Wake the reader only when a quarter of the ring is pending; it
         // polls every 50 ms regardless (Sampler.poll).
         cfg.wakeup_bytes = UInt32(ringBufferBytes / 4)
+        if let offCPU {
+            // bpf_get_task_stack (5.9+) on tp_btf's task pointer reads the
+            // arriving task's kernel stack only for long waits; the other
+            // variants copy it at every switch-out.
+            let (major, minor) = KernelInfo.version
+            cfg.offcpu_task_stack = offCPU.point == .tpBTF && (major, minor) >= (5, 9) ? 1 : 0
+            cfg.offcpu_min_ns = offCPU.settings.minimumNanoseconds
+            cfg.offcpu_all_threads = offCPU.settings.includeKernelThreads ? 1 : 0
+        }
         _ = withUnsafeBytes(of: &cfg) { bpf_map__set_initial_value(ro, $0.baseAddress, $0.count) }
 
         bpf_map__set_max_entries(scratch, UInt32(possibleCPUs))
+        // The off-CPU maps: full size only when used (they are preallocated).
+        let offScratch = try map("scratch_offcpu")
+        bpf_map__set_max_entries(offScratch, offCPU == nil ? 1 : UInt32(possibleCPUs))
+        if offCPU == nil || cfg.offcpu_task_stack == 1 { bpf_map__set_max_entries(try map("offcpu_kstart"), 1) }
+        if offCPU == nil {
+            bpf_map__set_max_entries(try map("offcpu_start"), 1)
+            bpf_map__set_max_entries(try map("offcpu_pending"), 1)
+        }
         if variants.ringBuffer {
             bpf_map__set_max_entries(events, UInt32(ringBufferBytes))
         } else {
@@ -217,11 +265,20 @@ public final class SamplerObject: @unchecked Sendable {
             bpf_map__set_max_entries(events, 0)
         }
 
+        // Every stored property is set from here on: a throw runs deinit,
+        // which closes the object.
+        offCPUProgram = offProgram
+        resumePrograms = resume
         let (rc, log) = LibBPFLog.collecting { bpf_object__load(obj) }
         if rc != 0 {
             let e = -rc
-            bpf_object__close(obj)
-            throw .verifierRejected(program: "sprof_cpu_sample", errno: e, logTail: verifierLogTail(log),
+            // libbpf names the program it failed on ("prog 'NAME': failed to load").
+            let failed = log.last(where: { $0.contains("prog '") && $0.contains("failed") })
+                .flatMap { line -> String? in
+                    guard let a = line.range(of: "prog '"), let b = line[a.upperBound...].firstIndex(of: "'") else { return nil }
+                    return String(line[a.upperBound..<b])
+                } ?? "sprof_cpu_sample"
+            throw .verifierRejected(program: failed, errno: e, logTail: verifierLogTail(log),
                                     diagnosis: diagnoseVerifierLog(log, errno: e))
         }
     }
@@ -235,6 +292,17 @@ public final class SamplerObject: @unchecked Sendable {
     public var verifiedInstructions: Int {
         var t: UInt64 = 0, c: UInt64 = 0, v: UInt32 = 0
         return sprof_prog_stats(programFD, &t, &c, &v) == 0 ? Int(v) : 0
+    }
+
+    /// Instructions the verifier processed for each loaded program, by name (5.16+; 0 before).
+    public var verifiedInstructionsByProgram: [String: Int] {
+        var out: [String: Int] = ["sprof_cpu_sample": verifiedInstructions]
+        let off = (offCPUProgram.map { [(String(cString: bpf_program__name($0)), $0)] } ?? []) + resumePrograms
+        for (name, prog) in off {
+            var t: UInt64 = 0, c: UInt64 = 0, v: UInt32 = 0
+            out[name] = sprof_prog_stats(bpf_program__fd(prog), &t, &c, &v) == 0 ? Int(v) : 0
+        }
+        return out
     }
 
     /// Cumulative run time and count of the program (needs kernel.bpf_stats_enabled=1).
@@ -286,8 +354,23 @@ public struct KernelCounters: Sendable, Equatable {
     /// sp, or a faulting read (page-by-page copies instead).
     public var findVMAFailed: UInt64 { values[Int(SPROF_CNT_FIND_VMA_FAILED.rawValue)] }
 
+    /// Switch-outs of profiled threads seen by the off-CPU program.
+    public var offCPUSwitches: UInt64 { values[Int(SPROF_CNT_OFFCPU_SWITCHES.rawValue)] }
+    /// Off-CPU records handed to the buffer (also counted in ``emitted``).
+    public var offCPUEmitted: UInt64 { values[Int(SPROF_CNT_OFFCPU_EMITTED.rawValue)] }
+    /// Waits shorter than the threshold: counted, not recorded.
+    public var offCPUShort: UInt64 { values[Int(SPROF_CNT_OFFCPU_SHORT.rawValue)] }
+    /// Their total nanoseconds.
+    public var offCPUShortNanoseconds: UInt64 { values[Int(SPROF_CNT_OFFCPU_SHORT_NS.rawValue)] }
+    /// Off-CPU records without a user stack: the thread ran user code before it could be copied.
+    public var offCPUNoUserStack: UInt64 { values[Int(SPROF_CNT_OFFCPU_NO_USTACK.rawValue)] }
+    /// Waits lost because a per-thread map was full.
+    public var offCPUMapFull: UInt64 { values[Int(SPROF_CNT_OFFCPU_MAP_FULL.rawValue)] }
+
     public var dictionary: [String: UInt64] {
-        ["runs": runs, "emitted": emitted, "lost": lost, "filtered": filtered,
+        ["offcpu_switches": offCPUSwitches, "offcpu_emitted": offCPUEmitted, "offcpu_short": offCPUShort,
+         "offcpu_short_ns": offCPUShortNanoseconds, "offcpu_no_ustack": offCPUNoUserStack, "offcpu_map_full": offCPUMapFull,
+         "runs": runs, "emitted": emitted, "lost": lost, "filtered": filtered,
          "ustack_faults": userStackFaults, "kstack_errors": kernelStackErrors,
          "no_scratch": noScratch, "no_user_regs": noUserRegisters, "find_vma_failed": findVMAFailed]
     }

@@ -29,6 +29,9 @@ public enum CaptureError: Error, Equatable, Sendable, CustomStringConvertible {
     case perfEventFailed(cpu: Int32, errno: Int32, hint: String)
     case commandFailed(command: String, errno: Int32)
     case kernelFeatureMissing(feature: String, needs: String)
+    /// `--off-cpu` found no attach point the kernel accepts; each entry is
+    /// "attach point: why it was refused".
+    case offCPUUnavailable(tried: [String])
 
     // MARK: Sample records from the BPF program (bpf/include/sprof_abi.h)
     case sampleTooShort(bytes: Int)
@@ -115,6 +118,9 @@ public enum CaptureError: Error, Equatable, Sendable, CustomStringConvertible {
             return "sample record has unknown kind \(k)"
         case .sampleLengthsInconsistent(let r, let k, let u):
             return "sample record of \(r) bytes claims \(k) kernel-stack bytes and \(u) user-stack bytes"
+        case .offCPUUnavailable(let tried):
+            return "off-CPU profiling cannot attach on this kernel; tried:\n  " + tried.joined(separator: "\n  ")
+                + "\n(record without --off-cpu, or see `sprof doctor`)"
         case .kernelFeatureMissing(let feature, let needs):
             return "this kernel lacks \(feature): \(needs)"
         case .permissionDenied(let pid):

@@ -22,28 +22,6 @@ public struct DoctorCheck: Sendable {
     }
 }
 
-/// The off-CPU attach points, in the order sprof prefers them: kprobe and
-/// fentry see `finish_task_switch` itself (the task that just got the CPU
-/// back, with its own stack); the sched_switch tracepoints fire in the task
-/// that is leaving the CPU.
-public enum OffCPUAttachPoint: String, CaseIterable, Sendable {
-    case kprobe = "probe_kprobe"
-    case fentry = "probe_fentry"
-    case tpBTF = "probe_tp_btf"
-    case rawTracepoint = "probe_raw_tp"
-    case tracepoint = "probe_tracepoint"
-
-    public var title: String {
-        switch self {
-        case .kprobe: return "kprobe on finish_task_switch"
-        case .fentry: return "fentry on finish_task_switch"
-        case .tpBTF: return "tp_btf/sched_switch tracepoint"
-        case .rawTracepoint: return "raw_tp/sched_switch tracepoint"
-        case .tracepoint: return "tracepoint sched/sched_switch"
-        }
-    }
-}
-
 public enum Doctor {
     /// Loads and attaches one tiny program from bpf/probe.bpf.c, then detaches.
     /// Returns nil on success or the error text.
@@ -68,7 +46,14 @@ public enum Doctor {
             guard let prog = chosen else { return "probe program missing: the embedded object is stale" }
             let rc = bpf_object__load(obj)
             if rc != 0 { return "refused at load (\(errnoName(-rc)))" }
-            guard let link = bpf_program__attach(prog) else { return "refused at attach (\(errnoName(errno)))" }
+            let attached: OpaquePointer?
+            if point == .kprobe {
+                guard let name = OffCPUAttachPoint.finishTaskSwitchSymbol() else { return "refused at attach (ENOENT: no finish_task_switch in /proc/kallsyms)" }
+                attached = bpf_program__attach_kprobe(prog, false, name)
+            } else {
+                attached = bpf_program__attach(prog)
+            }
+            guard let link = attached else { return "refused at attach (\(errnoName(errno)))" }
             bpf_link__destroy(link)
             return nil
         }

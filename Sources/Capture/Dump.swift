@@ -202,7 +202,7 @@ public enum RawDump {
             }
         }
         var regs = "bp " + hex16(s.bp.rawValue) + ", stack end " + (s.stackEnd.map { hex16($0.rawValue) } ?? "unknown")
-        if s.kind == .offCPU { regs += ", blocked \(s.weight) ns" }
+        if s.kind == .offCPU { regs += ", off CPU \(s.weight) ns" }
         if s.isUnwound { regs += ", unwound from \(s.capturedUserStackCount) user-stack bytes" }
         out.write(indent + pad("regs", 10) + regs + "\n")
     }
@@ -215,6 +215,8 @@ public enum RawDump {
             (.kernelMode, "kernel"), (.userRegisters, "user-regs"), (.userStackFault, "ustack-fault"),
             (.userStackToEnd, "ustack-to-end"), (.kernelStackError, "kstack-err"), (.viaFindVMA, "find-vma"),
             (.viaSavedRegisters, "saved-regs"), (.viaTaskPtRegs, "task-pt-regs"),
+            (.offCPURunnable, "runnable"), (.offCPUUninterruptible, "uninterruptible"),
+            (.userStackDeferred, "ustack-deferred"), (.userStackMissed, "ustack-missed"),
         ]
         var words: [String] = []
         var rest = f

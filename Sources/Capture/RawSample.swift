@@ -23,6 +23,14 @@ public struct SampleFlags: OptionSet, Hashable, Sendable {
     public static let viaFindVMA = SampleFlags(rawValue: UInt32(SPROF_F_VIA_FIND_VMA.rawValue))
     public static let viaSavedRegisters = SampleFlags(rawValue: UInt32(SPROF_F_VIA_SAVED_REGS.rawValue))
     public static let viaTaskPtRegs = SampleFlags(rawValue: UInt32(SPROF_F_TASK_PT_REGS.rawValue))
+    /// Off-CPU: preempted, the thread stayed runnable (an involuntary wait).
+    public static let offCPURunnable = SampleFlags(rawValue: UInt32(SPROF_F_OFFCPU_RUNNABLE.rawValue))
+    /// Off-CPU: TASK_UNINTERRUPTIBLE (D state: disk I/O, some kernel locks).
+    public static let offCPUUninterruptible = SampleFlags(rawValue: UInt32(SPROF_F_OFFCPU_UNINTERRUPTIBLE.rawValue))
+    /// Off-CPU: the user stack was copied when the thread next ran, before any user code.
+    public static let userStackDeferred = SampleFlags(rawValue: UInt32(SPROF_F_USTACK_DEFERRED.rawValue))
+    /// Off-CPU: the thread ran user code before its stack could be copied: registers only.
+    public static let userStackMissed = SampleFlags(rawValue: UInt32(SPROF_F_USTACK_MISSED.rawValue))
 }
 
 /// A task's command name (`TASK_COMM_LEN` = 16 bytes, NUL-padded), stored

@@ -43,6 +43,8 @@ public struct RecordSettings: Sendable {
     /// are certainly present, into the file's locations records; nil leaves
     /// naming to `sprof report`. Made and used on the writer thread.
     public var makeSymbolization: (@Sendable () -> any RecordingSymbolization)?
+    /// Also record where threads wait off the CPU (`--off-cpu`); nil: on-CPU only.
+    public var offCPU: OffCPUSettings?
 
     public init(target: RecordTarget, output: String) {
         self.target = target
@@ -81,12 +83,27 @@ public struct RecordSummary: Sendable {
     public var commandExitStatus: Int32?
     public var counters: KernelCounters
     public var variants: CaptureVariants
+    /// Where off-CPU recording attached; nil without `--off-cpu`.
+    public var offCPUPoint: OffCPUAttachPoint?
+    public var offCPUMinimumNanoseconds: UInt64 = 0
 
     public var line: String {
         let size = bytesWritten >= 1_000_000 ? String(format: "%.1f MB", Double(bytesWritten) / 1_000_000)
             : String(format: "%.1f kB", Double(bytesWritten) / 1_000)
         return "\(samples) samples, \(lost) lost, \(String(format: "%.2f", durationSeconds)) s, "
             + "\(size) written (\(reason.rawValue))"
+    }
+
+    /// What off-CPU recording saw, in one line; nil without `--off-cpu`.
+    public var offCPULine: String? {
+        guard let point = offCPUPoint else { return nil }
+        let c = counters
+        var text = "off-CPU via \(point.title): \(c.offCPUEmitted) waits recorded"
+        text += String(format: ", %llu shorter than %.0f µs not recorded (%.1f ms in all)", c.offCPUShort,
+                       Double(offCPUMinimumNanoseconds) / 1000, Double(c.offCPUShortNanoseconds) / 1e6)
+        if c.offCPUNoUserStack > 0 { text += ", \(c.offCPUNoUserStack) without a user stack (the thread ran before it could be copied)" }
+        if c.offCPUMapFull > 0 { text += ", \(c.offCPUMapFull) lost to full maps" }
+        return text
     }
 }
 
@@ -139,8 +156,13 @@ public final class Recorder: @unchecked Sendable {
         // The output first: an unwritable destination fails before anything is loaded.
         // 0600: the file holds raw stack bytes, which can contain secrets.
         let writer = try RawFileWriter(path: s.output, mode: 0o600)
-        let object = try SamplerObject(variants: variants, userStackSize: s.userStackSize,
+        let object: SamplerObject
+        if let off = s.offCPU {
+            object = try Recorder.loadWithOffCPU(off, variants: variants, settings: s)
+        } else {
+            object = try SamplerObject(variants: variants, userStackSize: s.userStackSize,
                                        allTasks: s.target == .all, ringBufferBytes: s.ringBufferBytes)
+        }
         variants = object.variants
 
         var child: pid_t = 0
@@ -168,7 +190,9 @@ public final class Recorder: @unchecked Sendable {
             wallClockStartNanoseconds: UInt64(Date().timeIntervalSince1970 * 1e9),
             monotonicStartNanoseconds: monotonicNanoseconds(),
             frequency: UInt32(s.frequency), userStackSize: UInt32(s.userStackSize),
-            target: s.target.description, variants: variants.names, extra: [:])
+            target: s.target.description, variants: variants.names,
+            extra: object.offCPUPoint.map { ["offcpu_attach": $0.shortName,
+                                             "offcpu_min_ns": String(s.offCPU?.minimumNanoseconds ?? 0)] } ?? [:])
         try writer.writeMetadata(meta)
 
         let samplesWritten = Atomic<UInt64>(0)
@@ -361,7 +385,28 @@ public final class Recorder: @unchecked Sendable {
         let bytes = try writer.finish(stats: stats)
         return RecordSummary(samples: stats.samplesWritten, lost: lost, durationSeconds: Double(end - start) / 1e9,
                              bytesWritten: bytes, reason: reason, commandExitStatus: exitStatus,
-                             counters: counters, variants: variants)
+                             counters: counters, variants: variants, offCPUPoint: object.offCPUPoint,
+                             offCPUMinimumNanoseconds: s.offCPU?.minimumNanoseconds ?? 0)
+    }
+
+    /// Loads the sampling object with the first off-CPU attach point the
+    /// kernel accepts; says what each refusal was when none does.
+    static func loadWithOffCPU(_ off: OffCPUSettings, variants: CaptureVariants,
+                               settings s: RecordSettings) throws(CaptureError) -> SamplerObject {
+        var tried: [String] = []
+        let candidates = off.candidates()
+        if candidates.isEmpty {
+            for p in OffCPUAttachPoint.allCases { tried.append("\(p.title): \(Doctor.tryAttach(p).error ?? "refused")") }
+        }
+        for point in candidates {
+            do {
+                return try SamplerObject(variants: variants, userStackSize: s.userStackSize, allTasks: s.target == .all,
+                                         ringBufferBytes: s.ringBufferBytes, offCPU: (off, point))
+            } catch {
+                tried.append("\(point.title): \(error)")
+            }
+        }
+        throw .offCPUUnavailable(tried: tried)
     }
 
     private func isAlive(_ pid: Int32, pidfd: Int32?) -> Bool {

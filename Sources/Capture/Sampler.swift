@@ -42,6 +42,9 @@ public final class Sampler: @unchecked Sendable {
                 }
                 links.append(link)
             }
+            if let point = object.offCPUPoint, let prog = object.offCPUProgram {
+                try attachOffCPU(point: point, program: prog)
+            }
             let ctx = Unmanaged.passUnretained(sink).toOpaque()
             if object.variants.ringBuffer {
                 ring = ring_buffer__new(object.eventsFD, { ctx, data, size in
@@ -67,6 +70,29 @@ public final class Sampler: @unchecked Sendable {
         } catch {
             teardown()
             throw CaptureError.invalidOption("\(error)")
+        }
+    }
+
+    /// Attaches the off-CPU switch program and the resume programs.
+    private func attachOffCPU(point: OffCPUAttachPoint, program: OpaquePointer) throws {
+        let link: OpaquePointer?
+        if point == .kprobe {
+            guard let symbol = OffCPUAttachPoint.finishTaskSwitchSymbol() else {
+                throw CaptureError.offCPUUnavailable(tried: ["\(point.title): no finish_task_switch in /proc/kallsyms"])
+            }
+            link = bpf_program__attach_kprobe(program, false, symbol)
+        } else {
+            link = bpf_program__attach(program)
+        }
+        guard let link else {
+            throw CaptureError.offCPUUnavailable(tried: ["\(point.title): refused at attach (\(errnoName(errno)))"])
+        }
+        links.append(link)
+        for (name, prog) in object.resumePrograms {
+            guard let l = bpf_program__attach(prog) else {
+                throw CaptureError.bpfFailed(step: "attaching \(name)", errno: errno, hint: "the off-CPU user stacks need it")
+            }
+            links.append(l)
         }
     }
 

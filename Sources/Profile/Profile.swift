@@ -109,6 +109,19 @@ public struct Profile: Sendable, Equatable {
     public func location(_ id: UInt64) -> Location? { id >= 1 && id <= UInt64(locations.count) ? locations[Int(id - 1)] : nil }
     public func function(_ id: UInt64) -> Function? { id >= 1 && id <= UInt64(functions.count) ? functions[Int(id - 1)] : nil }
 
+    /// This profile with one more value per sample: the sum of the values at
+    /// `indices` (e.g. CPU and off-CPU nanoseconds, shown together).
+    public func addingSum(of indices: [Int], as type: ValueType) -> Profile {
+        var p = self
+        p.sampleTypes.append(type)
+        for i in p.samples.indices {
+            var sum: Int64 = 0
+            for k in indices where k < p.samples[i].values.count { sum &+= p.samples[i].values[k] }
+            p.samples[i].values.append(sum)
+        }
+        return p
+    }
+
     /// The index of the value named `type` in ``sampleTypes``.
     public func valueIndex(_ type: String) -> Int? { sampleTypes.firstIndex { $0.type == type } }
 }

@@ -15,8 +15,12 @@ import Glibc
 ///
 /// The profile (pprof's conventions, plus sprof's of ``Profile``): sample
 /// types `samples/count` and `cpu/nanoseconds` (one sampling period a
-/// sample); labels `pid`, `tid`, `comm` (the process's name) and
-/// `thread_name`; mappings with build-ids; one location per address as it
+/// sample) and, for a recording with `--off-cpu`, `offcpu/nanoseconds` (the
+/// wait's length) and `waits/count`; an off-CPU sample has zero CPU values
+/// and its root is a synthetic `[off-cpu]`, `[off-cpu: runnable]` or
+/// `[off-cpu: uninterruptible]` location (label `offcpu_state`: blocked,
+/// runnable, uninterruptible); labels `pid`, `tid`, `comm` (the process's
+/// name) and `thread_name`; mappings with build-ids; one location per address as it
 /// was seen (a return address and the same address as an innermost frame
 /// can differ), its lines innermost first; a `[truncated: REASON]` location
 /// outermost for a stack that could not be unwound to its root; lost
@@ -30,8 +34,16 @@ struct RecordingConverter {
         let meta = reader.metadata
         let frequency = Int64(max(meta.frequency, 1))
         let period = 1_000_000_000 / frequency
-        var b = ProfileBuilder(sampleTypes: [.init("samples", "count"), .init("cpu", "nanoseconds")])
+        let hasOffCPU = meta.extra["offcpu_attach"] != nil
+        var b = ProfileBuilder(sampleTypes: [.init("samples", "count"), .init("cpu", "nanoseconds")]
+                               + (hasOffCPU ? [.init("offcpu", "nanoseconds"), .init("waits", "count")] : []))
         b.setPeriod(.init("cpu", "nanoseconds"), period)
+        if hasOffCPU {
+            b.addComment("off-CPU: waits of at least \(meta.extra["offcpu_min_ns"] ?? "?") ns, attached to \(meta.extra["offcpu_attach"] ?? "?")")
+            if let c = reader.stats?.counters, let n = c["offcpu_short"], let ns = c["offcpu_short_ns"] {
+                b.addComment("off-CPU: \(n) shorter waits (\(ns) ns in all) counted, not in the profile")
+            }
+        }
         b.setTime(startNanos: Int64(clamping: meta.wallClockStartNanoseconds),
                   durationNanos: Int64(clamping: reader.stats?.durationNanoseconds ?? 0))
         b.addComment("sprof \(meta.sprofVersion) on \(meta.hostname), Linux \(meta.kernelRelease), \(meta.frequency) Hz, target \(meta.target)")
@@ -47,6 +59,7 @@ struct RecordingConverter {
         let oracle = useLibunwind ? LibunwindUnwinder() : nil
         var locationIDs: [RawLocation.Key: UInt64] = [:]
         var truncatedIDs: [UnwindStop: UInt64] = [:]
+        var offCPUIDs: [OffCPUState: UInt64] = [:]
         var stack: [UInt64] = []
         var user: [UInt64] = []
         var done = 0
@@ -112,8 +125,15 @@ struct RecordingConverter {
             // Leaf first: kernel frames (innermost first), then user frames, then the truncation marker.
             stack.removeAll(keepingCapacity: true)
             let kernel = sample.kernelStack
+            var inMachinery = sample.kind == .offCPU
             for (i, k) in kernel.enumerated() {
-                stack.append(locationID(names.kernel(k, isReturnAddress: i > 0), snapshot: snapshot))
+                let l = names.kernel(k, isReturnAddress: i > 0)
+                // An off-CPU kernel stack taken at the tracepoint itself
+                // (raw_tp) starts in sprof's own program and the tracing
+                // code that called it: not where the thread waits.
+                if inMachinery, let f = l.frames.first?.function, isTracingMachinery(f) { continue }
+                inMachinery = false
+                stack.append(locationID(l, snapshot: snapshot))
             }
             for (i, a) in user.enumerated() {
                 stack.append(locationID(names.user(a, isReturnAddress: i > 0, pid: sample.tgid, snapshot: snapshot),
@@ -133,16 +153,66 @@ struct RecordingConverter {
             }
             let process = reader.process(pid: sample.tgid)
             let comm = process?.command ?? sample.comm.description
-            b.addSample(locationIDs: stack, values: [1, sample.weight > 0 ? Int64(clamping: sample.weight) : period],
-                        labels: [.init(key: "pid", number: Int64(sample.tgid)), .init(key: "tid", number: Int64(sample.tid)),
-                                 .init(key: "comm", string: comm.isEmpty ? sample.comm.description : comm),
-                                 .init(key: "thread_name", string: sample.comm.description)])
+            var labels: [Profile.Label] = [
+                .init(key: "pid", number: Int64(sample.tgid)), .init(key: "tid", number: Int64(sample.tid)),
+                .init(key: "comm", string: comm.isEmpty ? sample.comm.description : comm),
+                .init(key: "thread_name", string: sample.comm.description)]
+            if sample.kind == .offCPU {
+                let state = OffCPUState(sample.flags)
+                let id: UInt64
+                if let known = offCPUIDs[state] {
+                    id = known
+                } else {
+                    id = b.location(mappingID: 0, address: 0,
+                                    lines: [.init(functionID: b.function(name: state.frameName, systemName: state.frameName, file: ""), line: 0)])
+                    offCPUIDs[state] = id
+                }
+                stack.append(id)
+                labels.append(.init(key: "offcpu_state", string: state.rawValue))
+                b.addSample(locationIDs: stack, values: hasOffCPU ? [0, 0, Int64(clamping: sample.weight), 1] : [0, 0], labels: labels)
+            } else {
+                b.addSample(locationIDs: stack, values: hasOffCPU ? [1, period, 0, 0] : [1, period], labels: labels)
+            }
             done += 1
             progress?.update(done, of: reader.sampleCount)
         }
         progress?.finish()
         reportUnavailable(names.unavailable)
         return b.profile
+    }
+}
+
+/// Kernel functions that run a BPF program from a tracepoint (kernel/trace/bpf_trace.c,
+/// include/trace/bpf_probe.h) and the program itself (`bpf_prog_TAG_NAME` in kallsyms).
+func isTracingMachinery(_ name: String) -> Bool {
+    name.hasPrefix("bpf_prog_") || name.hasPrefix("bpf_trace_run") || name.hasPrefix("__bpf_trace_")
+        || name.hasPrefix("__traceiter_") || name.hasPrefix("perf_trace_") || name == "trace_call_bpf"
+        || name.hasPrefix("__bpf_prog_run")
+}
+
+/// How an off-CPU sample's thread waited (flags from bpf/include/sprof_abi.h).
+enum OffCPUState: String, Hashable {
+    /// Asleep: waiting for an event (a read, a lock, a timer).
+    case blocked
+    /// Preempted: runnable, waiting for a CPU.
+    case runnable
+    /// TASK_UNINTERRUPTIBLE: typically disk I/O or a kernel lock.
+    case uninterruptible
+
+    init(_ flags: SampleFlags) {
+        if flags.contains(.offCPURunnable) { self = .runnable }
+        else if flags.contains(.offCPUUninterruptible) { self = .uninterruptible }
+        else { self = .blocked }
+    }
+
+    /// The synthetic root frame; flamegraph/ draws everything above a
+    /// frame starting `[off-cpu` in its off-CPU colours.
+    var frameName: String {
+        switch self {
+        case .blocked: return "[off-cpu]"
+        case .runnable: return "[off-cpu: runnable]"
+        case .uninterruptible: return "[off-cpu: uninterruptible]"
+        }
     }
 }
 

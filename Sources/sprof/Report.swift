@@ -78,8 +78,8 @@ struct Report: ParsableCommand {
 
     @OptionGroup var look: FlameGraphLook
 
-    @Option(help: ArgumentHelp("The value to show: samples or cpu (nanoseconds).", valueName: "type"))
-    var value = "samples"
+    @Option(help: ArgumentHelp("The value to show: samples, cpu (ns on CPU), offcpu (ns waiting), waits, or both (cpu + offcpu ns). Default: both for a profile with off-CPU waits, else samples.", valueName: "type"))
+    var value: String?
 
     @Flag(help: "Unwinding statistics of a raw recording instead: stops by reason, frames per second.")
     var stats = false
@@ -103,14 +103,13 @@ struct Report: ParsableCommand {
             printStats(reader)
             return
         }
-        let profile = loadProfile(file)
-        guard let valueIndex = profile.valueIndex(value) ?? (value == "samples" ? 0 : nil) else {
-            fail("\(file) has no \(value) values; it has \(profile.sampleTypes.map(\.type).joined(separator: ", "))")
-        }
+        let loaded = loadProfile(file)
+        let value = self.value ?? (loaded.valueIndex("offcpu") != nil ? "both" : "samples")
+        let (profile, valueIndex) = Self.selectValue(value, of: loaded, file: file)
         let filter = try makeFilter()
         var wrote = false
         if let out = pprof {
-            var p = profile
+            var p = loaded
             if !filter.isEmpty { p.samples = p.samples.filter { p.matches($0, filter) } }
             do {
                 try writeAtomically(try Pprof.encode(p), to: out)
@@ -130,12 +129,12 @@ struct Report: ParsableCommand {
             let stacks = foldedStacks(profile, valueIndex: valueIndex, filter: filter)
             let name = (file as NSString).lastPathComponent
             var options = look.options(defaultTitle: diff.map { "\(($0 as NSString).lastPathComponent) → \(name)" } ?? name)
-            options.countName = value == "cpu" ? "ns" : "samples"
+            options.countName = ["cpu", "offcpu", "both"].contains(value) ? "ns" : value == "waits" ? "waits" : "samples"
             let svg: String
             do {
                 if let diff {
-                    let base = loadProfile(diff)
-                    let baseStacks = foldedStacks(base, valueIndex: base.valueIndex(value) ?? 0, filter: filter)
+                    let (base, baseIndex) = Self.selectValue(value, of: loadProfile(diff), file: diff)
+                    let baseStacks = foldedStacks(base, valueIndex: baseIndex, filter: filter)
                     svg = try renderDifferentialFlameGraph(base: baseStacks, new: stacks, options: options)
                 } else {
                     svg = try renderFlameGraph(stacks, options: options)
@@ -151,8 +150,26 @@ struct Report: ParsableCommand {
         } else {
             let (rows, total) = profile.top(valueIndex: valueIndex, mangled: noDemangle, filter: filter)
             if total == 0 { fail(filter.isEmpty ? "\(file) has no samples" : "no samples of \(file) match the filters") }
-            print(Profile.renderTop(rows, total: total, limit: limit, unit: profile.sampleTypes[valueIndex].unit == "count" ? "samples" : profile.sampleTypes[valueIndex].unit), terminator: "")
+            print(Profile.renderTop(rows, total: total, limit: limit, unit: profile.sampleTypes[valueIndex].unit == "count" ? profile.sampleTypes[valueIndex].type : profile.sampleTypes[valueIndex].unit), terminator: "")
         }
+    }
+
+    /// The profile and value index to show `value` from: "both" adds a
+    /// column, CPU plus off-CPU nanoseconds, so on- and off-CPU stacks share
+    /// one graph in one unit.
+    static func selectValue(_ value: String, of profile: Profile, file: String) -> (Profile, Int) {
+        if value == "both" {
+            guard let cpu = profile.valueIndex("cpu") else { fail("\(file) has no cpu values; it has \(profile.sampleTypes.map(\.type).joined(separator: ", "))") }
+            guard let off = profile.valueIndex("offcpu") else {
+                fail("\(file) has no off-CPU waits (record with --off-cpu); --value cpu shows its on-CPU time")
+            }
+            return (profile.addingSum(of: [cpu, off], as: .init("wall", "nanoseconds")), profile.sampleTypes.count)
+        }
+        guard let index = profile.valueIndex(value) ?? (value == "samples" ? 0 : nil) else {
+            let hint = value == "offcpu" || value == "waits" ? " (record with --off-cpu for off-CPU waits)" : ""
+            fail("\(file) has no \(value) values; it has \(profile.sampleTypes.map(\.type).joined(separator: ", "))\(hint)")
+        }
+        return (profile, index)
     }
 
     func makeFilter() throws -> SampleFilter {

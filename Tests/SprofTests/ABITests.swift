@@ -33,7 +33,7 @@ final class ABITests: XCTestCase {
             XCTAssertEqual(sprof_sample_offset(field), swift, "offset of \(name)")
         }
         XCTAssertEqual(sprof_sample_offset(SPROF_FIELD_SIZE), SampleLayout.ustack + SampleLayout.maxUserStack)
-        XCTAssertEqual(MemoryLayout<sprof_config>.size, 32)
+        XCTAssertEqual(MemoryLayout<sprof_config>.size, 48)
         XCTAssertEqual(SampleLayout.maxKernelFrames * 8 + SampleLayout.kstack, SampleLayout.ustack)
     }
 

@@ -1033,7 +1033,7 @@ final class RawFileTests: XCTestCase {
             regs      bp 0x00007ffd00001080, stack end 0x00007ffd00021000, unwound from 4096 user-stack bytes
                2.000    1234    1240  wörker             3  off-cpu  0x0000000000401300  0x00007ffd00001000  frames 1 (truncated, stop 4)   0  user-regs         /usr/bin/server +0x1300
             user      #0   0x0000000000401300  /usr/bin/server +0x1300
-            regs      bp 0x00007ffd00001080, stack end 0x00007ffd00021000, blocked 5000 ns, unwound from 512 user-stack bytes
+            regs      bp 0x00007ffd00001080, stack end 0x00007ffd00021000, off CPU 5000 ns, unwound from 512 user-stack bytes
                3.250    1234    1234  worker             3  cpu      0x0000000000401234  0x00007ffd00001000                      16/32768   0  user-regs         /usr/bin/server +0x1234
             ustack    sp+00 0x0706050403020100 0x0f0e0d0c0b0a0908
             regs      bp 0x00007ffd00001080, stack end 0x00007ffd00021000
@@ -1059,7 +1059,7 @@ final class RawFileTests: XCTestCase {
         XCTAssertEqual(RawDump.utcTimestamp(951_782_400_000_000_000), "2000-02-29 00:00:00.000 UTC")
         XCTAssertEqual(RawDump.utcTimestamp(4_102_444_799_999_000_000), "2099-12-31 23:59:59.999 UTC")
         XCTAssertEqual(RawDump.flagWords([]), "-")
-        XCTAssertEqual(RawDump.flagWords(SampleFlags(rawValue: 0x101)), "kernel,0x100")
+        XCTAssertEqual(RawDump.flagWords(SampleFlags(rawValue: 0x10001)), "kernel,0x10000")
         XCTAssertEqual(RawDump.percent(1, of: 3), "33.33%")
     }
 }

@@ -13,7 +13,7 @@
 
 #include <linux/types.h>
 
-#define SPROF_ABI_VERSION 2
+#define SPROF_ABI_VERSION 3
 
 /* TASK_COMM_LEN in include/linux/sched.h */
 #define SPROF_COMM_LEN 16
@@ -46,6 +46,11 @@ enum sprof_sample_flags {
 	SPROF_F_VIA_FIND_VMA = 1u << 5,	 /* copy bounded with bpf_find_vma */
 	SPROF_F_VIA_SAVED_REGS = 1u << 6,/* user regs read from the task's saved pt_regs, not bpf_task_pt_regs */
 	SPROF_F_TASK_PT_REGS = 1u << 7,	 /* user regs read with bpf_task_pt_regs */
+	/* Off-CPU records only: */
+	SPROF_F_OFFCPU_RUNNABLE = 1u << 8, /* involuntary: preempted, still runnable while it waited */
+	SPROF_F_OFFCPU_UNINTERRUPTIBLE = 1u << 9, /* blocked in TASK_UNINTERRUPTIBLE (D: I/O, some locks) */
+	SPROF_F_USTACK_DEFERRED = 1u << 10, /* user stack copied when the task next ran, before any user code (its user registers unchanged) */
+	SPROF_F_USTACK_MISSED = 1u << 11, /* user registers from the switch, but the task ran user code before its stack could be copied */
 };
 
 /* Swift imports C arrays as tuples; a 65536-element tuple is a burden on the
@@ -92,6 +97,9 @@ struct sprof_config {
 	__u32 thread_size;	/* kernel THREAD_SIZE for the saved-regs fallback */
 	__u32 use_task_btf;	/* 1: bpf_get_current_task_btf (5.11+) */
 	__u32 wakeup_bytes;	/* ring buffer: wake the reader only past this much pending data; 0: every record */
+	__u32 offcpu_task_stack; /* off-CPU, tp_btf: the kernel stack of the task switching in via bpf_get_task_stack (5.9+); 0: copied at every switch-out */
+	__u32 offcpu_all_threads; /* off-CPU with all_tasks: 1 includes kernel threads */
+	__u64 offcpu_min_ns;	/* off-CPU: waits shorter than this are counted, not recorded */
 };
 
 /* Counters: a per-CPU array indexed by these; user space sums the CPUs. */
@@ -105,6 +113,12 @@ enum sprof_counter {
 	SPROF_CNT_NO_SCRATCH,	 /* scratch slot lookup failed (more CPUs than slots) */
 	SPROF_CNT_NO_USER_REGS,	 /* no user registers (kernel threads) */
 	SPROF_CNT_FIND_VMA_FAILED, /* bpf_find_vma copies that failed (-EBUSY, no VMA, a faulting read); page copies used */
+	SPROF_CNT_OFFCPU_SWITCHES, /* switch-outs of profiled threads (off-CPU) */
+	SPROF_CNT_OFFCPU_EMITTED,  /* off-CPU records handed to the buffer (also in EMITTED) */
+	SPROF_CNT_OFFCPU_SHORT,	   /* waits shorter than offcpu_min_ns: counted, not recorded */
+	SPROF_CNT_OFFCPU_SHORT_NS, /* their total nanoseconds */
+	SPROF_CNT_OFFCPU_NO_USTACK, /* off-CPU records whose user stack could not be copied (SPROF_F_USTACK_MISSED) */
+	SPROF_CNT_OFFCPU_MAP_FULL, /* waits lost because a per-thread map was full */
 	SPROF_CNT_MAX,
 };
 
@@ -119,7 +133,7 @@ SPROF_STATIC_ASSERT(__builtin_offsetof(struct sprof_sample, comm) == 80, "comm")
 SPROF_STATIC_ASSERT(__builtin_offsetof(struct sprof_sample, kstack) == 96, "kstack");
 SPROF_STATIC_ASSERT(__builtin_offsetof(struct sprof_sample, ustack) == SPROF_SAMPLE_HDR_SIZE, "ustack");
 SPROF_STATIC_ASSERT(sizeof(struct sprof_sample) == SPROF_SAMPLE_HDR_SIZE + SPROF_USTACK_MAX, "sample size");
-SPROF_STATIC_ASSERT(sizeof(struct sprof_config) == 32, "config size");
+SPROF_STATIC_ASSERT(sizeof(struct sprof_config) == 48, "config size");
 #endif
 
 #endif /* SPROF_ABI_H */

@@ -1,0 +1,127 @@
+import CLibBPF
+import CSprof
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The off-CPU attach points, in the order sprof prefers them: kprobe and
+/// fentry see `finish_task_switch` itself (the task that just got the CPU
+/// back, with its own stack); the sched_switch tracepoints fire in the task
+/// that is leaving the CPU, so the user stack of a long wait is copied when
+/// the task next runs (bpf/sprof.bpf.c, "Off-CPU").
+///
+/// The raw value names the tiny program in bpf/probe.bpf.c that `sprof
+/// doctor` tries.
+public enum OffCPUAttachPoint: String, CaseIterable, Sendable {
+    case kprobe = "probe_kprobe"
+    case fentry = "probe_fentry"
+    case tpBTF = "probe_tp_btf"
+    case rawTracepoint = "probe_raw_tp"
+    case tracepoint = "probe_tracepoint"
+
+    public var title: String {
+        switch self {
+        case .kprobe: return "kprobe on finish_task_switch"
+        case .fentry: return "fentry on finish_task_switch"
+        case .tpBTF: return "tp_btf/sched_switch tracepoint"
+        case .rawTracepoint: return "raw_tp/sched_switch tracepoint"
+        case .tracepoint: return "tracepoint sched/sched_switch"
+        }
+    }
+
+    /// The name `--off-cpu-attach` and the recording's metadata use.
+    public var shortName: String {
+        switch self {
+        case .kprobe: return "kprobe"
+        case .fentry: return "fentry"
+        case .tpBTF: return "tp_btf"
+        case .rawTracepoint: return "raw_tp"
+        case .tracepoint: return "tracepoint"
+        }
+    }
+
+    public init?(shortName: String) {
+        guard let p = Self.allCases.first(where: { $0.shortName == shortName }) else { return nil }
+        self = p
+    }
+
+    /// The switch program in bpf/sprof.bpf.c.
+    var switchProgram: String {
+        switch self {
+        case .kprobe: return "sprof_offcpu_kprobe"
+        case .fentry: return "sprof_offcpu_fentry"
+        case .tpBTF: return "sprof_offcpu_tp_btf"
+        case .rawTracepoint: return "sprof_offcpu_raw_tp"
+        case .tracepoint: return "sprof_offcpu_tracepoint"
+        }
+    }
+
+    /// The programs that copy a waiting thread's user stack when it runs
+    /// again (tracepoint variants only): at system-call exit, and on the way
+    /// back to user mode through rseq where the kernel has that tracepoint.
+    func resumePrograms(haveRseq: Bool) -> [String] {
+        let suffix: String
+        switch self {
+        case .kprobe, .fentry: return []
+        case .tpBTF: suffix = "btf"
+        case .rawTracepoint: suffix = "raw"
+        case .tracepoint: suffix = "tp"
+        }
+        return ["sprof_resume_sys_exit_" + suffix] + (haveRseq ? ["sprof_resume_rseq_" + suffix] : [])
+    }
+
+    /// Every off-CPU program in the object.
+    static var allPrograms: Set<String> {
+        var names = Set(allCases.map(\.switchProgram))
+        for p in allCases { names.formUnion(p.resumePrograms(haveRseq: true)) }
+        return names
+    }
+
+    /// `finish_task_switch` as /proc/kallsyms names it: the compiler often
+    /// makes a local clone (`finish_task_switch.isra.0`) and a kprobe must
+    /// name the symbol that exists.
+    public static func finishTaskSwitchSymbol(kallsyms: String? = KernelInfo.readFile("/proc/kallsyms")) -> String? {
+        guard let text = kallsyms else { return nil }
+        var clone: String?
+        for line in text.split(separator: "\n") where line.contains("finish_task_switch") {
+            let parts = line.split(separator: " ")
+            guard parts.count >= 3, parts[1] == "t" || parts[1] == "T" else { continue }
+            let name = String(parts[2])
+            if name == "finish_task_switch" { return name }
+            if name.hasPrefix("finish_task_switch.") && clone == nil { clone = name }
+        }
+        return clone
+    }
+
+    /// Whether the kernel has the rseq:rseq_update tracepoint (4.18+, CONFIG_RSEQ).
+    static var kernelHasRseqTracepoint: Bool {
+        guard let tracefs = KernelInfo.ensureTracefs() else { return false }
+        return access(tracefs + "/events/rseq/rseq_update", F_OK) == 0
+    }
+}
+
+/// How `--off-cpu` records.
+public struct OffCPUSettings: Sendable, Equatable {
+    /// Waits shorter than this are counted (number and total), not recorded.
+    public var minimumNanoseconds: UInt64 = 1_000_000
+    /// With `-a`: also kernel threads (left out by default: they idle in waits).
+    public var includeKernelThreads = false
+    /// Use only this attach point (tests, `--off-cpu-attach`); nil tries each
+    /// in order of preference.
+    public var forcedAttachPoint: OffCPUAttachPoint?
+
+    public init(minimumNanoseconds: UInt64 = 1_000_000, includeKernelThreads: Bool = false,
+                forcedAttachPoint: OffCPUAttachPoint? = nil) {
+        self.minimumNanoseconds = minimumNanoseconds
+        self.includeKernelThreads = includeKernelThreads
+        self.forcedAttachPoint = forcedAttachPoint
+    }
+
+    /// The attach points to try, best first: a forced one alone, else those
+    /// the doctor's probe programs can attach here (cheap programs, so a
+    /// refusal costs little), in order of preference.
+    func candidates() -> [OffCPUAttachPoint] {
+        if let forced = forcedAttachPoint { return [forced] }
+        return OffCPUAttachPoint.allCases.filter { Doctor.tryAttach($0).error == nil }
+    }
+}
