@@ -12,6 +12,10 @@
 //     `<rect>` with the frame's position in samples (`fg:x`, `fg:w`) for the
 //     script's exact zoom and search arithmetic, `<text>` with the label
 //     fitted to the width (the script refits it after a zoom).
+//  5. Colours by kind, hashed by name (Palette.swift), computed once per
+//     distinct name; frames in an off-CPU subtree (`FrameKind.offCPUPrefix`)
+//     take a second colour per name, from the off-CPU bands, found by one
+//     forward pass over the drawn frames (parents come first).
 // The output depends only on the input and the options: same bytes every run.
 
 /// How to draw a flame graph. The defaults are flamegraph.pl's.
@@ -91,7 +95,8 @@ public enum FlameGraphError: Error, Equatable, CustomStringConvertible {
 /// (its ancestors stay, faded), "Reset Zoom" or Escape to go back, "Search"
 /// or Ctrl-F for a regular expression (matches turn magenta and "Matched:"
 /// gives their share of the samples), tooltips with counts and percentages;
-/// colours by frame kind (`FrameKind`). `?s=REGEX` in the URL searches on load.
+/// colours by frame kind (`FrameKind`), violet for off-CPU stacks (see
+/// `FrameKind.offCPUPrefix`). `?s=REGEX` in the URL searches on load.
 public func renderFlameGraph(_ stacks: FoldedStacks, options: FlameGraphOptions = FlameGraphOptions()) throws(FlameGraphError) -> String {
     try validate(options)
     guard stacks.total > 0 else { throw .empty }
@@ -182,7 +187,7 @@ private struct Renderer {
     }
 
     /// A drawn name made ready once: repaired UTF-8 (shown), the kind, the
-    /// label length, the colour.
+    /// label length, the colours.
     struct Names {
         var bytes: [UInt8] = []
         var start: [Int] = [0]
@@ -190,7 +195,10 @@ private struct Renderer {
         /// Unicode scalars in the label (what fits is counted in characters).
         var displayScalars: [Int] = []
         var kind: [FrameKind] = []
+        /// On the CPU: the kind's band.
         var color: [RGB] = []
+        /// In an off-CPU subtree (empty when the graph has none).
+        var offCPUColor: [RGB] = []
     }
 
     mutating func render() -> String {
@@ -200,17 +208,19 @@ private struct Renderer {
         let layout = FrameLayout(tree: shape.tree, frames: shape.frames, totals: totals,
                                  minSamples: options.minWidth * samplesPerPixel)
         let g = Geometry(options: options, maxDepth: Int(layout.maxDepth))
-        let names = prepareNames(layout)
+        var names = prepareNames(layout)
         let diff = differential.map { differentialValues(layout, totals: totals, diff: $0) }
+        // A differential graph colours by change alone.
+        let offCPU = diff == nil ? offCPUFrames(layout, names: &names) : []
 
         out = SVGWriter(capacity: 4096 + layout.count * 190 + names.bytes.count * 2)
-        header(g, names: names, isDifferential: diff != nil)
+        header(g, bands: diff == nil ? bandsDrawn(layout, names: names, offCPU: offCPU) : 0, isDifferential: diff != nil)
         let scale = g.innerWidth / Double(grand)
         let charWidth = Double(options.fontSize) * Geometry.fontWidth
         let labelOffset = g.labelOffset
         let rectHeight = g.frameHeight - 1
         let palette = Palette(seed: options.paletteSeed)
-        let rootColor = palette.color(kind: .user, displayName: UnsafeRawBufferPointer(start: nil, count: 0))
+        let rootColor = palette.color(.user, displayName: UnsafeRawBufferPointer(start: nil, count: 0))
 
         names.bytes.withUnsafeBytes { arena in
             layout.forEachPreOrder { i in
@@ -260,7 +270,7 @@ private struct Renderer {
                 out.coord(rectHeight)
                 out.raw("\" fill=\"")
                 let fill = diff.map { Palette.differential(delta: $0.delta[i], maxDelta: $0.maxDelta) }
-                    ?? (r < 0 ? rootColor : names.color[r])
+                    ?? (r < 0 ? rootColor : !offCPU.isEmpty && offCPU[i] ? names.offCPUColor[r] : names.color[r])
                 out.rgb(fill)
                 out.raw("\" fg:x=\"")
                 out.uint(layout.x[i])
@@ -328,10 +338,44 @@ private struct Renderer {
                 names.displayLength.append(length)
                 names.displayScalars.append(display.reduce(0) { $0 + ($1 & 0xC0 != 0x80 ? 1 : 0) })
                 names.kind.append(kind)
-                names.color.append(palette.color(kind: kind, displayName: display))
+                names.color.append(palette.color(Band(kind: kind, offCPU: false), displayName: display))
             }
         }
         return names
+    }
+
+    /// Which drawn frames are in an off-CPU subtree: a frame named
+    /// `[off-cpu…` and every frame above it. Empty when there are none, the
+    /// usual case, which then costs one scan of the distinct names; otherwise
+    /// also fills `names.offCPUColor`, one colour per name (not per frame).
+    private func offCPUFrames(_ layout: FrameLayout, names: inout Names) -> [Bool] {
+        guard names.kind.contains(.offCPU) else { return [] }
+        var off = [Bool](repeating: false, count: layout.count)
+        // A frame's parent precedes it (`FrameLayout.nodes` ascends and a
+        // tree node's parent has a smaller index): one forward pass.
+        for i in 1..<layout.count {
+            off[i] = off[Int(layout.parent[i])] || names.kind[Int(layout.rank[i])] == .offCPU
+        }
+        let palette = Palette(seed: options.paletteSeed)
+        names.offCPUColor.reserveCapacity(names.kind.count)
+        names.bytes.withUnsafeBytes { arena in
+            for r in names.kind.indices {
+                let display = UnsafeRawBufferPointer(rebasing: arena[names.start[r]..<names.start[r] + names.displayLength[r]])
+                names.offCPUColor.append(palette.color(Band(kind: names.kind[r], offCPU: true), displayName: display))
+            }
+        }
+        return off
+    }
+
+    /// The bands of the frames drawn (the root aside), one bit each.
+    private func bandsDrawn(_ layout: FrameLayout, names: Names, offCPU: [Bool]) -> UInt16 {
+        var bands: UInt16 = 0
+        if offCPU.isEmpty {
+            for kind in names.kind { bands |= Band(kind: kind, offCPU: false).bit }
+        } else {
+            for i in 1..<layout.count { bands |= Band(kind: names.kind[Int(layout.rank[i])], offCPU: offCPU[i]).bit }
+        }
+        return bands
     }
 
     struct DiffValues {
@@ -382,7 +426,7 @@ private struct Renderer {
                           delta: delta, maxDelta: maxDelta)
     }
 
-    private mutating func header(_ g: Geometry, names: Names, isDifferential: Bool) {
+    private mutating func header(_ g: Geometry, bands: UInt16, isDifferential: Bool) {
         let w = g.width, h = g.height
         out.raw("<?xml version=\"1.0\" standalone=\"no\"?>\n")
         out.raw("<!DOCTYPE svg PUBLIC \"-//W3C//DTD SVG 1.1//EN\" \"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd\">\n")
@@ -416,7 +460,7 @@ private struct Renderer {
             out.raw("<text id=\"subtitle\" x=\""); out.coord(w / 2); out.raw("\" y=\""); out.coord(subtitleY); out.raw("\">")
             out.escaped(subtitle); out.raw("</text>\n")
         }
-        legend(g, names: names, isDifferential: isDifferential)
+        legend(g, bands: bands, isDifferential: isDifferential)
         out.raw("<text id=\"details\" x=\""); out.coord(g.xpad); out.raw("\" y=\""); out.coord(g.detailsY); out.raw("\"> </text>\n")
         out.raw("<text id=\"unzoom\" class=\"button hide\" x=\""); out.coord(g.xpad); out.raw("\" y=\""); out.coord(g.titleY)
         out.raw("\">Reset Zoom</text>\n")
@@ -429,8 +473,10 @@ private struct Renderer {
         out.raw("<g id=\"frames\">\n")
     }
 
-    /// A swatch per frame kind drawn (or red/blue for a differential graph).
-    private mutating func legend(_ g: Geometry, names: Names, isDifferential: Bool) {
+    /// A swatch per band drawn, in `Band` order: the frame kinds on the CPU,
+    /// then the off-CPU bands, those only when off-CPU frames are drawn (or
+    /// red/blue for a differential graph).
+    private mutating func legend(_ g: Geometry, bands: UInt16, isDifferential: Bool) {
         var entries: [(RGB, String)] = []
         var note: String?
         if isDifferential {
@@ -439,8 +485,8 @@ private struct Renderer {
             let widths = options.differentialWidths == .new ? "new" : "base"
             note = "each frame's own share of the samples, new against base; widths from the \(widths) profile"
         } else {
-            for kind in FrameKind.allCases where names.kind.contains(kind) {
-                entries.append((Palette.representative(kind), kind.description))
+            for band in Band.allCases where bands & band.bit != 0 {
+                entries.append((Palette.representative(band), band.label))
             }
         }
         if entries.isEmpty { return }

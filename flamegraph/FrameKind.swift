@@ -12,6 +12,9 @@ public enum FrameKind: Int, Sendable, CaseIterable, CustomStringConvertible {
     /// No symbol: `module+0x1f00`, a bare `0x7f…` address, or a
     /// bracketed placeholder such as `[unknown]` or `[truncated: …]`.
     case unknown
+    /// Begins with `[off-cpu` (`offCPUPrefix`): the synthetic frame that
+    /// heads an off-CPU stack. Not an unknown frame, though bracketed.
+    case offCPU
 
     public var description: String {
         switch self {
@@ -20,13 +23,39 @@ public enum FrameKind: Int, Sendable, CaseIterable, CustomStringConvertible {
         case .inlined: return "inlined"
         case .jit: return "JIT"
         case .unknown: return "unknown"
+        case .offCPU: return "off-CPU"
         }
     }
+
+    /// How a folded stack says it is off-CPU: a synthetic frame whose name
+    /// begins with these bytes (case-sensitive; anything may follow, such as
+    /// the thread state), so `[off-cpu]`, `[off-cpu: runnable]` and
+    /// `[off-cpu: uninterruptible]` all qualify. sprof puts it at the root end
+    /// of the stack, right after the process name:
+    ///
+    ///     myproc;[off-cpu];main;worker;read;__x64_sys_read_[k];schedule_[k] 5000000
+    ///     myproc;[off-cpu: runnable];main;spin 120000
+    ///     myproc;main;compute 300
+    ///
+    /// Any producer of folded stacks may use it. Such a frame classifies as
+    /// `.offCPU`, and the flame graph draws it and its whole subtree (every
+    /// frame above it, wherever it stands in the stack) in off-CPU violet
+    /// (hues 255–290°, clear of every on-CPU band) instead of their kinds'
+    /// colours: the marker, user, inlined and JIT frames light violet,
+    /// kernel frames a deeper violet, unresolved ones a violet grey (the
+    /// exact bands are documented in Palette.swift). Time spent waiting
+    /// never looks like time spent running, even where the same functions
+    /// appear in both; within the off-CPU part a function keeps one shade.
+    /// The legend gets its off-CPU entries only when such frames are drawn;
+    /// graphs without them are drawn exactly as before. A differential graph
+    /// keeps its red and blue.
+    public static let offCPUPrefix = "[off-cpu"
 
     /// The kind of `name` and the length of the name shown in a frame's
     /// label: the `_[k]`/`_[i]`/`_[j]` suffix is cut for display (it stays in
     /// the tooltip and in the text searched). An unresolved address is
-    /// `.unknown` even with a suffix (`[unknown]_[k]`).
+    /// `.unknown` even with a suffix (`[unknown]_[k]`). A name beginning with
+    /// `offCPUPrefix` is `.offCPU` and shown whole, suffix or not.
     public static func classify(_ name: some StringProtocol) -> (kind: FrameKind, displayLength: Int) {
         var name = String(name)
         return name.withUTF8 { classify(UnsafeRawBufferPointer($0)) }
@@ -35,6 +64,7 @@ public enum FrameKind: Int, Sendable, CaseIterable, CustomStringConvertible {
     /// `classify` over UTF-8 bytes; `displayLength` counts bytes.
     static func classify(_ b: UnsafeRawBufferPointer) -> (kind: FrameKind, displayLength: Int) {
         let n = b.count
+        if n >= offCPUPrefixBytes.count && zip(b, offCPUPrefixBytes).allSatisfy({ $0 == $1 }) { return (.offCPU, n) }
         var kind = FrameKind.user
         var length = n
         // "_[k]": four bytes, '_' '[' letter ']'.
@@ -49,6 +79,8 @@ public enum FrameKind: Int, Sendable, CaseIterable, CustomStringConvertible {
         if looksUnresolved(UnsafeRawBufferPointer(rebasing: b[0..<length])) { kind = .unknown }
         return (kind, length)
     }
+
+    private static let offCPUPrefixBytes = Array(offCPUPrefix.utf8)
 
     /// `[…`, `0xHEX`, or `anything+0xHEX`.
     private static func looksUnresolved(_ b: UnsafeRawBufferPointer) -> Bool {

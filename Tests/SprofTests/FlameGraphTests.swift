@@ -6,8 +6,9 @@ import SprofFlameGraph
 import XCTest
 
 /// The flame graph renderer: golden SVGs (re-record with SPROF_RECORD_GOLDEN=1, see
-/// Tests/Fixtures/flamegraph/README.md), determinism, frame kinds, XML escaping, the minimum
-/// width, differential colours, parse and render errors, and a real browser driving the result.
+/// Tests/Fixtures/flamegraph/README.md), determinism, frame kinds, off-CPU colours and legend,
+/// XML escaping, the minimum width, differential colours, parse and render errors, and a real
+/// browser driving the result.
 final class FlameGraphTests: XCTestCase {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("Fixtures/flamegraph")
@@ -17,11 +18,14 @@ final class FlameGraphTests: XCTestCase {
     }
 
     func small() throws -> FoldedStacks { try FoldedStacks(parsing: fixture("small.folded")) }
+    func offCPU() throws -> FoldedStacks { try FoldedStacks(parsing: fixture("offcpu.folded")) }
+
+    static var recording: Bool { ProcessInfo.processInfo.environment["SPROF_RECORD_GOLDEN"] == "1" }
 
     /// Compares with the golden file, or rewrites it when SPROF_RECORD_GOLDEN=1.
     func assertGolden(_ actual: String, _ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let url = Self.fixtures.appendingPathComponent(name)
-        if ProcessInfo.processInfo.environment["SPROF_RECORD_GOLDEN"] == "1" {
+        if Self.recording {
             try actual.write(to: url, atomically: true, encoding: .utf8)
             print("recorded \(url.path)")
             return
@@ -56,6 +60,12 @@ final class FlameGraphTests: XCTestCase {
         let base = try FoldedStacks(parsing: fixture("small-base.folded"))
         let svg = try renderDifferentialFlameGraph(base: base, new: small())
         try assertGolden(svg, "small-diff.svg")
+        try assertWellFormed(svg)
+    }
+
+    func testGoldenOffCPU() throws {
+        let svg = try renderFlameGraph(offCPU(), options: FlameGraphOptions(subtitle: "on-CPU and off-CPU stacks of two processes"))
+        try assertGolden(svg, "offcpu.svg")
         try assertWellFormed(svg)
     }
 
@@ -147,6 +157,134 @@ final class FlameGraphTests: XCTestCase {
         // Invalid UTF-8 from bytes is repaired where shown.
         let bytes: [UInt8] = Array("ok;".utf8) + [0xFF, 0xFE] + Array(" 1\n".utf8)
         try assertWellFormed(try renderFlameGraph(FoldedStacks(parsingUTF8: bytes)))
+    }
+
+    // MARK: Off-CPU
+
+    func testOffCPUMarkerIsAKindOfItsOwn() {
+        XCTAssertEqual(FrameKind.offCPUPrefix, "[off-cpu")
+        XCTAssertEqual(FrameKind.offCPU.description, "off-CPU")
+        // Bracketed, but not unknown; shown whole, even with a suffix.
+        for name in ["[off-cpu]", "[off-cpu: runnable]", "[off-cpu: uninterruptible]", "[off-cpu]_[k]"] {
+            let c = FrameKind.classify(name)
+            XCTAssertEqual(c.kind, .offCPU, name)
+            XCTAssertEqual(c.displayLength, name.utf8.count, name)
+        }
+        // The prefix, exactly, at the start.
+        for (name, kind) in [("[off-cp]", FrameKind.unknown), ("[Off-CPU]", .unknown), ("[unknown]", .unknown),
+                             ("off-cpu", .user), ("x[off-cpu]", .user), ("schedule_[k]", .kernel)] {
+            XCTAssertEqual(FrameKind.classify(name).kind, kind, name)
+        }
+    }
+
+    func testOffCPUSubtreesAreViolet() throws {
+        let rects = frameRects(try renderFlameGraph(offCPU()))
+        let off = inOffCPUSubtree(rects)
+        // 20 frames under myproc's [off-cpu], 3 under runnable, 9 under uninterruptible, 2 under logger's.
+        XCTAssertEqual(off.filter { $0 }.count, 34)
+        var offFills: [String: Set<String>] = [:], onFills: [String: Set<String>] = [:]
+        for (rect, isOff) in zip(rects, off) where rect.name != "all" {
+            let kind = FrameKind.classify(rect.name).kind
+            let (h, s, l) = rect.fill.hsl
+            if isOff {
+                offFills[rect.name, default: []].insert(rect.fill.description)
+                // Rounding to bytes moves the hue of the greyest shades by a few degrees.
+                XCTAssertTrue((250...295).contains(h) && s > 0.05, "\(rect.name) off-CPU violet: \(rect.fill) h=\(h) s=\(s)")
+                switch kind {
+                case .kernel: XCTAssertTrue(l <= 0.68 && s >= 0.3, "\(rect.name) off-CPU kernel, deeper violet: \(rect.fill) l=\(l)")
+                case .unknown: XCTAssertTrue(s <= 0.22, "\(rect.name) off-CPU unknown, violet grey: \(rect.fill) s=\(s)")
+                case .user, .inlined, .jit, .offCPU: XCTAssertTrue(l >= 0.73 && s >= 0.4, "\(rect.name) off-CPU, light violet: \(rect.fill) l=\(l)")
+                }
+            } else {
+                onFills[rect.name, default: []].insert(rect.fill.description)
+                XCTAssertNotEqual(kind, .offCPU, rect.name)
+                XCTAssertFalse((250...295).contains(h) && s > 0.05, "\(rect.name) on the CPU is not violet: \(rect.fill)")
+            }
+        }
+        // The markers themselves are violet, not unknown's grey.
+        for marker in ["[off-cpu]", "[off-cpu: runnable]", "[off-cpu: uninterruptible]"] {
+            XCTAssertEqual(offFills[marker]?.count, 1, marker)
+            XCTAssertNil(onFills[marker], marker)
+        }
+        // One shade per name on each side; the two sides never share one.
+        for (name, fills) in offFills {
+            XCTAssertEqual(fills.count, 1, "\(name) has one off-CPU shade: \(fills)")
+            if let on = onFills[name] { XCTAssertTrue(on.isDisjoint(with: fills), "\(name): \(on) on, \(fills) off") }
+        }
+        for (name, fills) in onFills { XCTAssertEqual(fills.count, 1, "\(name) has one on-CPU shade: \(fills)") }
+        for name in ["main", "worker", "read", "compute", "memcpy_[i]", "trace_7_[j]", "do_syscall_64_[k]", "libfoo.so+0x1f00"] {
+            XCTAssertNotNil(offFills[name], name)
+            XCTAssertNotNil(onFills[name], name)
+        }
+        // On the CPU, the same functions keep their kinds' bands.
+        func on(_ name: String) throws -> FrameRect { try XCTUnwrap(rects.enumerated().first { !off[$0.offset] && $0.element.name == name }?.element) }
+        let main = try on("main").fill, k = try on("do_syscall_64_[k]").fill, u = try on("libfoo.so+0x1f00").fill
+        XCTAssertTrue(main.r > main.b && main.r >= 200, "user warm: \(main)")
+        XCTAssertTrue(k.b > k.r && k.b > k.g, "kernel blue: \(k)")
+        XCTAssertTrue(u.r == u.g && u.g == u.b, "unknown grey: \(u)")
+
+        // Wherever the marker stands, and only above it.
+        let deep = frameRects(try renderFlameGraph(FoldedStacks(parsing: "[off-cpu];a;b 3\nx;y;[off-cpu: runnable];a 2\nx;y;a 4\n")))
+        let deepOff = inOffCPUSubtree(deep)
+        XCTAssertEqual(zip(deep, deepOff).filter { $0.1 }.map(\.0.name).sorted(), ["[off-cpu: runnable]", "[off-cpu]", "a", "a", "b"])
+        let a = zip(deep, deepOff).filter { $0.0.name == "a" }
+        XCTAssertEqual(a.count, 3)
+        XCTAssertEqual(Set(a.filter { $0.1 }.map(\.0.fill.description)).count, 1, "one off-CPU shade for a")
+        XCTAssertNotEqual(a.first { !$0.1 }?.0.fill, a.first { $0.1 }?.0.fill)
+
+        // Same colours upside down, and the same bytes every run.
+        let inverted = frameRects(try renderFlameGraph(offCPU(), options: FlameGraphOptions(inverted: true)))
+        XCTAssertEqual(inverted.map { "\($0.title) \($0.fill)" }.sorted(), rects.map { "\($0.title) \($0.fill)" }.sorted())
+        XCTAssertEqual(try renderFlameGraph(offCPU()), try renderFlameGraph(offCPU()))
+    }
+
+    func testLegendMentionsOffCPUOnlyWhenDrawn() throws {
+        let onCPU = try renderFlameGraph(small())
+        XCTAssertEqual(legendLabels(onCPU), ["user", "kernel", "inlined", "JIT", "unknown"])
+        XCTAssertFalse(onCPU.contains("off-CPU"))
+        XCTAssertEqual(legendLabels(try renderFlameGraph(offCPU())),
+                       ["user", "kernel", "inlined", "JIT", "unknown", "off-CPU", "off-CPU kernel", "off-CPU unknown"])
+        // Only what is drawn: the marker is not "unknown", frames above it are not "user".
+        XCTAssertEqual(legendLabels(try renderFlameGraph(FoldedStacks(parsing: "[off-cpu];main 5\n"))), ["off-CPU"])
+        XCTAssertEqual(legendLabels(try renderFlameGraph(FoldedStacks(parsing: "p;[off-cpu: runnable];main;schedule_[k] 5\np;main 3\n"))),
+                       ["user", "off-CPU", "off-CPU kernel"])
+        // An off-CPU stack too narrow to draw adds nothing.
+        let narrow = try renderFlameGraph(FoldedStacks(parsing: "p;main 1000000\np;[off-cpu];main 1\n"))
+        XCTAssertEqual(legendLabels(narrow), ["user"])
+        XCTAssertFalse(narrow.contains("off-cpu"))
+        // A differential graph stays red and blue.
+        let diff = try renderDifferentialFlameGraph(base: small(), new: offCPU())
+        try assertWellFormed(diff)
+        XCTAssertEqual(legendLabels(diff), ["grew", "shrank", "unchanged"])
+        XCTAssertFalse(diff.contains(">off-CPU"))
+        let diffRects = frameRects(diff)
+        XCTAssertTrue(diffRects.contains { $0.name == "[off-cpu]" })
+        for r in diffRects {
+            let f = r.fill
+            XCTAssertTrue((f.r == 255 && f.g == f.b) || (f.b == 255 && f.r == f.g), "\(r.name): red, blue or white, not \(f)")
+        }
+    }
+
+    func testGraphsWithoutOffCPUAreUnchanged() throws {
+        // The golden file as committed, whatever the record switch says.
+        if !Self.recording {
+            let svg = try renderFlameGraph(small(), options: FlameGraphOptions(subtitle: "user, kernel, inlined, JIT and unknown frames"))
+            XCTAssertEqual(svg, try fixture("small.svg"), "small.svg must not change: off-CPU colours are for off-CPU stacks only")
+        }
+        // Off-CPU stacks beside them leave the on-CPU frames' colours alone.
+        let onFill = Dictionary(frameRects(try renderFlameGraph(small())).map { ($0.name, $0.fill) }) { a, _ in a }
+        var both = try small()
+        both.merge(try offCPU())
+        let rects = frameRects(try renderFlameGraph(both))
+        let off = inOffCPUSubtree(rects)
+        var compared = 0
+        for (rect, isOff) in zip(rects, off) where !isOff {
+            guard let fill = onFill[rect.name] else { continue }
+            XCTAssertEqual(rect.fill, fill, rect.name)
+            compared += 1
+        }
+        XCTAssertGreaterThan(compared, 30)
+        XCTAssertTrue(off.contains(true))
     }
 
     // MARK: Minimum width
@@ -317,25 +455,62 @@ final class FlameGraphTests: XCTestCase {
         var title: String
         var y: Double
         var fill: RGB
+        /// Position and width in samples (`fg:x`, `fg:w`).
+        var x: UInt64, width: UInt64
+        /// The title without its counts.
+        var name: String { String(title[..<(title.range(of: " (", options: .backwards)?.lowerBound ?? title.endIndex)]) }
     }
 
     struct RGB: Equatable, CustomStringConvertible {
         var r, g, b: Int
         init(_ r: Int, _ g: Int, _ b: Int) { (self.r, self.g, self.b) = (r, g, b) }
         var description: String { "rgb(\(r),\(g),\(b))" }
+        /// Hue in degrees, saturation and lightness in [0, 1] (CSS Color 3).
+        var hsl: (h: Double, s: Double, l: Double) {
+            let r = Double(self.r) / 255, g = Double(self.g) / 255, b = Double(self.b) / 255
+            let hi = max(r, g, b), lo = min(r, g, b), c = hi - lo, l = (hi + lo) / 2
+            guard c > 0 else { return (0, 0, l) }
+            let s = c / (1 - abs(2 * l - 1))
+            var h: Double
+            if hi == r { h = ((g - b) / c).truncatingRemainder(dividingBy: 6) } else if hi == g { h = (b - r) / c + 2 } else { h = (r - g) / c + 4 }
+            h *= 60
+            if h < 0 { h += 360 }
+            return (h, s, l)
+        }
     }
 
-    /// Each frame's tooltip (unescaped), rect y and fill, in file order.
+    /// Each frame's tooltip (unescaped), rect y, fill and position, in file order.
     func frameRects(_ svg: String) -> [FrameRect] {
-        let pattern = #"<g><title>([^<]*)</title><rect x="[^"]*" y="([^"]*)"[^>]* fill="rgb\((\d+),(\d+),(\d+)\)""#
+        let pattern = #"<g><title>([^<]*)</title><rect x="[^"]*" y="([^"]*)"[^>]* fill="rgb\((\d+),(\d+),(\d+)\)" fg:x="(\d+)" fg:w="(\d+)""#
         let re = try! NSRegularExpression(pattern: pattern)
         let ns = svg as NSString
         return re.matches(in: svg, range: NSRange(location: 0, length: ns.length)).map { m in
             let s = { (i: Int) in ns.substring(with: m.range(at: i)) }
             let title = s(1).replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">")
                 .replacingOccurrences(of: "&quot;", with: "\"").replacingOccurrences(of: "&amp;", with: "&")
-            return FrameRect(title: title, y: Double(s(2))!, fill: RGB(Int(s(3))!, Int(s(4))!, Int(s(5))!))
+            return FrameRect(title: title, y: Double(s(2))!, fill: RGB(Int(s(3))!, Int(s(4))!, Int(s(5))!),
+                             x: UInt64(s(6))!, width: UInt64(s(7))!)
         }
+    }
+
+    /// Whether each frame is a `[off-cpu…` frame or above one, found from the
+    /// drawing alone: inside its span of samples, on its row or further from
+    /// the root (flame graphs only; icicles grow the other way).
+    func inOffCPUSubtree(_ rects: [FrameRect]) -> [Bool] {
+        let markers = rects.filter { $0.name.hasPrefix("[off-cpu") }
+        return rects.map { f in
+            markers.contains { m in f.x >= m.x && f.x + f.width <= m.x + m.width && f.y <= m.y }
+        }
+    }
+
+    /// The words of the legend, in order (the differential note aside).
+    func legendLabels(_ svg: String) -> [String] {
+        guard let start = svg.range(of: "<g id=\"legend\">"), let end = svg.range(of: "</g>", range: start.upperBound..<svg.endIndex)
+        else { return [] }
+        let legend = String(svg[start.upperBound..<end.lowerBound])
+        let re = try! NSRegularExpression(pattern: #"<rect [^>]*/><text [^>]*>([^<]*)</text>"#)
+        let ns = legend as NSString
+        return re.matches(in: legend, range: NSRange(location: 0, length: ns.length)).map { ns.substring(with: $0.range(at: 1)) }
     }
 
     func frameTitles(_ svg: String) -> [String] { frameRects(svg).map(\.title) }
