@@ -79,18 +79,46 @@ public enum OffCPUAttachPoint: String, CaseIterable, Sendable {
 
     /// `finish_task_switch` as /proc/kallsyms names it: the compiler often
     /// makes a local clone (`finish_task_switch.isra.0`) and a kprobe must
-    /// name the symbol that exists.
-    public static func finishTaskSwitchSymbol(kallsyms: String? = KernelInfo.readFile("/proc/kallsyms")) -> String? {
-        guard let text = kallsyms else { return nil }
+    /// name the symbol that exists. Scans the bytes with strstr: the file
+    /// has over 100,000 lines and only a few mention the name.
+    public static func finishTaskSwitchSymbol(kallsyms: [UInt8]? = nil) -> String? {
+        guard var bytes = kallsyms ?? (try? readKallsyms()) else { return nil }
+        bytes.append(0)
+        let needle = " finish_task_switch"
         var clone: String?
-        for line in text.split(separator: "\n") where line.contains("finish_task_switch") {
-            let parts = line.split(separator: " ")
-            guard parts.count >= 3, parts[1] == "t" || parts[1] == "T" else { continue }
-            let name = String(parts[2])
-            if name == "finish_task_switch" { return name }
-            if name.hasPrefix("finish_task_switch.") && clone == nil { clone = name }
+        bytes.withUnsafeBytes { b in
+            guard let base = b.baseAddress?.assumingMemoryBound(to: CChar.self) else { return }
+            let count = b.count - 1
+            var offset = 0
+            while offset < count, let hit = strstr(base + offset, needle) {
+                let at = base.distance(to: hit)
+                var end = at + needle.count
+                while end < b.count && b[end] != UInt8(ascii: "\n") && b[end] != UInt8(ascii: "\t") && b[end] != UInt8(ascii: " ") { end += 1 }
+                let name = String(decoding: b[(at + 1)..<end], as: UTF8.self)
+                // The type letter before the name: t or T (text).
+                let type = at >= 1 ? b[at - 1] : 0
+                if type == UInt8(ascii: "t") || type == UInt8(ascii: "T") {
+                    if name == "finish_task_switch" { clone = name; return }
+                    if name.hasPrefix("finish_task_switch.") && clone == nil { clone = name }
+                }
+                offset = end
+            }
         }
         return clone
+    }
+
+    static func readKallsyms() throws -> [UInt8] {
+        let fd = open("/proc/kallsyms", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw CaptureError.bpfFailed(step: "reading /proc/kallsyms", errno: errno, hint: "") }
+        defer { close(fd) }
+        var out = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            out.append(contentsOf: chunk[0..<n])
+        }
+        return out
     }
 
     /// Whether the kernel has the rseq:rseq_update tracepoint (4.18+, CONFIG_RSEQ).

@@ -146,7 +146,7 @@ struct Report: ParsableCommand {
         }
         if wrote && !top && !folded { return }
         if folded || (!top && isatty(1) == 0) {
-            print(Profile.renderFolded(profile.foldedStacks(valueIndex: valueIndex, mangled: noDemangle, filter: filter)), terminator: "")
+            print(Profile.renderFolded(profile.foldedStacks(valueIndex: valueIndex, mangled: noDemangle, filter: filter).filter { $0.value != 0 }), terminator: "")
         } else {
             let (rows, total) = profile.top(valueIndex: valueIndex, mangled: noDemangle, filter: filter)
             if total == 0 { fail(filter.isEmpty ? "\(file) has no samples" : "no samples of \(file) match the filters") }
