@@ -152,9 +152,31 @@ public enum Doctor {
             c.verbose = verifierLogTail(log.filter { !$0.contains("skipped loading") }, count: 4)
             checks.append(c)
         }
-        checks.append(DoctorCheck(name: "off-CPU profiling (--off-cpu)", status: firstOffCPU == nil ? .missing : .ok,
-                                  detail: firstOffCPU.map { "uses the \($0.title)" } ?? "no attach point works",
-                                  consequence: firstOffCPU == nil ? "off-CPU sampling cannot attach on this kernel" : "off-CPU sampling can attach on this kernel"))
+        var offCPU = DoctorCheck(name: "off-CPU profiling (--off-cpu)", status: firstOffCPU == nil ? .missing : .ok,
+                                 detail: firstOffCPU.map { "uses the \($0.title)" } ?? "no attach point works",
+                                 consequence: "off-CPU sampling cannot attach on this kernel")
+        if let point = firstOffCPU {
+            switch point {
+            case .kprobe, .fentry:
+                offCPU.consequence = "each long wait is captured when its thread gets the CPU back, user and kernel stack"
+            case .tpBTF, .rawTracepoint, .tracepoint:
+                let rseq = OffCPUAttachPoint.kernelHasRseqTracepoint
+                offCPU.consequence = "a wait's user stack is copied when its thread next runs: at system-call exit"
+                    + (rseq ? " or on its return to user mode (rseq; glibc 2.35+ threads)" : " (no rseq tracepoint here: a thread preempted in user code keeps only its registers)")
+                    + (point == .tpBTF ? "" : "; the kernel stack is copied at every switch-out (costlier than tp_btf)")
+            }
+            do {
+                let obj = try SamplerObject(variants: detected, userStackSize: Int(SPROF_USTACK_DEFAULT), allTasks: false,
+                                            offCPU: (OffCPUSettings(forcedAttachPoint: point), point))
+                for (name, n) in obj.verifiedInstructionsByProgram.sorted(by: { $0.key < $1.key }) {
+                    offCPU.verbose.append("\(name): \(n) instructions verified")
+                }
+            } catch {
+                offCPU.status = .missing
+                offCPU.consequence = "the off-CPU programs do not load: \(error)"
+            }
+        }
+        checks.append(offCPU)
         return checks
     }
 }

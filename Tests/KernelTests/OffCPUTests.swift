@@ -89,6 +89,15 @@ final class OffCPUTests: XCTestCase {
             let userEnd = s.frames.firstIndex { $0.hasSuffix("_[k]") } ?? s.frames.count
             XCTAssertTrue(s.frames[..<userEnd].contains { $0.contains("nanosleep") }, "libc's nanosleep above do_sleep: \(s.frames)")
         }
+        // The default report of a profile with waits shows both: on-CPU and off-CPU ns.
+        let both = try folded(profile, value: "both")
+        XCTAssertEqual(both.filter { $0.frames.first == "[off-cpu]" && contains($0.frames, chain) }.reduce(0) { $0 + $1.value }, total)
+        let svg = tempPath("offcpu.svg")
+        defer { unlink(svg) }
+        let fg = try run(["report", profile, "--flamegraph", svg])
+        XCTAssertEqual(fg.status, 0, fg.stderr)
+        let text = try String(contentsOfFile: svg, encoding: .utf8)
+        XCTAssertTrue(text.contains("<title>[off-cpu]") && text.contains("off-CPU"), "flame graph with an off-CPU part and its legend")
         // go tool pprof, the reference reader, sees the same off-CPU time.
         let pprof = try UnwindFixtures.run("/usr/bin/go", ["tool", "pprof", "-sample_index=offcpu", "-raw", profile])
         XCTAssertTrue(pprof.contains("offcpu/nanoseconds"), pprof)

@@ -214,3 +214,19 @@ final class ProfileTests: XCTestCase {
         }
     }
 }
+
+/// "both" in `sprof report --value both`: a column summing others.
+final class ProfileSumTests: XCTestCase {
+    func testAddingSumAppendsAColumnPerSample() {
+        var b = ProfileBuilder(sampleTypes: [.init("samples", "count"), .init("cpu", "nanoseconds"), .init("offcpu", "nanoseconds")])
+        let f = b.function(name: "f", systemName: "f", file: "")
+        let l = b.location(mappingID: 0, address: 1, lines: [.init(functionID: f, line: 0)])
+        let g = b.location(mappingID: 0, address: 2, lines: [.init(functionID: b.function(name: "g", systemName: "g", file: ""), line: 0)])
+        b.addSample(locationIDs: [l], values: [1, 10, 0], labels: [])
+        b.addSample(locationIDs: [g, l], values: [0, 0, 500], labels: [])
+        let p = b.profile.addingSum(of: [1, 2], as: .init("wall", "nanoseconds"))
+        XCTAssertEqual(p.sampleTypes.map(\.type), ["samples", "cpu", "offcpu", "wall"])
+        XCTAssertEqual(p.samples.map(\.values), [[1, 10, 0, 10], [0, 0, 500, 500]])
+        XCTAssertEqual(p.foldedStacks(valueIndex: 3).values.reduce(0, +), 510)
+    }
+}
