@@ -201,6 +201,28 @@ static __always_inline int read_user_regs(struct pt_regs *out)
 	return SPROF_F_VIA_SAVED_REGS;
 }
 
+/* Another task's user registers (a task that is not running: its entry
+ * registers are unchanged since it entered the kernel). `btf`: `t` is a
+ * BTF task pointer (tp_btf), which bpf_task_pt_regs takes; else a raw
+ * pointer, read through the saved frame. */
+static __always_inline int read_task_user_regs(struct task_struct *t, int btf, struct pt_regs *out)
+{
+	void *saved;
+
+	if (btf && cfg.use_task_pt_regs) {
+		if (bpf_probe_read_kernel(out, sizeof(*out), (void *)bpf_task_pt_regs(t)))
+			return -1;
+		return SPROF_F_TASK_PT_REGS;
+	}
+	saved = BPF_CORE_READ(t, stack);
+	if (!saved)
+		return -1;
+	if (bpf_probe_read_kernel(out, sizeof(*out),
+				  (char *)saved + cfg.thread_size - sizeof(struct pt_regs)))
+		return -1;
+	return SPROF_F_VIA_SAVED_REGS;
+}
+
 /* Hands the first SPROF_SAMPLE_HDR_SIZE + ulen bytes of the scratch sample to
  * user space. Returns 0 when the buffer took it. */
 static __always_inline long emit(void *ctx, struct sprof_scratch *sc, __u32 ulen)
@@ -333,12 +355,14 @@ emit:
  * The sched_switch tracepoint runs in the task that is *leaving*, before the
  * switch; the one arriving is not current, so its user memory cannot be read
  * (bpf_probe_read_user reads current's address space). So:
- *  - switch-out (own context): remember the time, the wait's kind and the
- *    user registers from task_pt_regs();
+ *  - switch-out (own context): remember the time and the wait's kind, in
+ *    place in the thread's entry;
  *  - switch-in (the previous task's context): the wait is over; if it was
- *    long enough, keep it as pending with the arriving task's kernel stack
- *    (bpf_get_task_stack on the tp_btf task pointer, 5.9+; else the stack
- *    copied at its switch-out);
+ *    long enough, keep it as pending with the arriving task's user
+ *    registers (its saved entry frame) and kernel stack (bpf_get_task_stack
+ *    on the tp_btf task pointer, 5.9+; else the stack copied at its
+ *    switch-out). The classic tracepoint has no task pointer: it reads the
+ *    registers at the switch-out instead;
  *  - the first time the task runs in its own context again, before it runs
  *    any user code — the raw_syscalls:sys_exit tracepoint for a wait in a
  *    system call, rseq:rseq_update on the way back to user mode after any
@@ -468,11 +492,33 @@ static __always_inline int offcpu_wanted(__u32 tgid, __u32 task_flags)
 	return cfg.offcpu_all_threads || !(task_flags & SPROF_PF_KTHREAD);
 }
 
-static __always_inline void offcpu_note_start(__u32 tid, struct offcpu_start *st)
+/* Starts a wait of `tid`. A thread's entry stays in the map between its
+ * waits (ts 0 = on a CPU) and is rewritten in place: an insert and a delete
+ * per switch would cost more than everything else here. Returns the entry. */
+static __always_inline struct offcpu_start *offcpu_note_start(__u32 tid, __u64 now, __u32 tgid, __u32 flags)
 {
-	if (bpf_map_update_elem(&offcpu_start, &tid, st, BPF_ANY))
-		count(SPROF_CNT_OFFCPU_MAP_FULL);
+	struct offcpu_start *st = bpf_map_lookup_elem(&offcpu_start, &tid);
+
 	count(SPROF_CNT_OFFCPU_SWITCHES);
+	if (!st) {
+		struct offcpu_start s = { .ts = now, .tgid = tgid, .flags = flags };
+		if (bpf_map_update_elem(&offcpu_start, &tid, &s, BPF_ANY))
+			count(SPROF_CNT_OFFCPU_MAP_FULL);
+		return bpf_map_lookup_elem(&offcpu_start, &tid);
+	}
+	st->ts = now;
+	st->tgid = tgid;
+	st->flags = flags;
+	st->ip = st->sp = st->bp = 0;
+	return st;
+}
+
+/* The wait of `tid` that ends now, or 0: its entry, still holding its start. */
+static __always_inline struct offcpu_start *offcpu_wait_of(__u32 tid)
+{
+	struct offcpu_start *st = bpf_map_lookup_elem(&offcpu_start, &tid);
+
+	return st && st->ts ? st : 0;
 }
 
 /* Emits the pending wait of `tid`, the current task, if any: its kernel
@@ -523,36 +569,38 @@ done:
 }
 
 /* sched_switch, in the context of `prev` (current). `next_task` is the
- * arriving task as a BTF pointer (tp_btf) or 0; `next_tid` its thread id.
- * `state` is prev's state as the variant reports it, already folded into
- * `flags`. */
-static __always_inline void offcpu_switch(void *ctx, struct task_struct *next_task, __u32 next_tid,
-					  __u32 flags, int dead)
+ * arriving task (a BTF pointer when `next_btf`, tp_btf; a raw one for
+ * raw_tp; 0 for the classic tracepoint, which has none), `next_tid` its
+ * thread id, `prev_task_flags` prev's PF_* flags, `flags` the wait's kind. */
+static __always_inline void offcpu_switch(void *ctx, struct task_struct *next_task, int next_btf, __u32 next_tid,
+					  __u32 prev_task_flags, __u32 flags, int dead)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 prev_tid = (__u32)pid_tgid, prev_tgid = pid_tgid >> 32;
-	struct task_struct *cur = (struct task_struct *)bpf_get_current_task();
 	struct offcpu_start *st;
 	struct offcpu_build *b;
+	struct pt_regs r;
 	__u32 zero = 0;
 	__u64 delta;
+	int how;
 
 	/* The thread leaving. */
-	if (!dead && offcpu_wanted(prev_tgid, BPF_CORE_READ(cur, flags))) {
-		struct offcpu_start s = { .ts = now, .tgid = prev_tgid, .flags = flags };
-		struct pt_regs r;
-		int how;
-
+	if (!dead && offcpu_wanted(prev_tgid, prev_task_flags)) {
 		/* A wait whose end no hook saw yet: out with it now. The mmap
 		 * lock is not for the scheduler: page-by-page copy. */
 		offcpu_emit_pending(ctx, prev_tid, 0);
-		how = read_user_regs(&r);
-		if (how >= 0 && (r.cs & 3) == 3) {
-			s.ip = r.rip;
-			s.sp = r.rsp;
-			s.bp = r.rbp;
-			s.flags |= SPROF_F_USER_REGS | how;
+		st = offcpu_note_start(prev_tid, now, prev_tgid, flags);
+		/* No task pointer at switch-in (classic tracepoint): the user
+		 * registers now, while prev is current. */
+		if (st && !next_task) {
+			how = read_user_regs(&r);
+			if (how >= 0 && (r.cs & 3) == 3) {
+				st->ip = r.rip;
+				st->sp = r.rsp;
+				st->bp = r.rbp;
+				st->flags |= SPROF_F_USER_REGS | how;
+			}
 		}
 		if (!cfg.offcpu_task_stack) {
 			b = bpf_map_lookup_elem(&offcpu_build, &zero);
@@ -563,20 +611,19 @@ static __always_inline void offcpu_switch(void *ctx, struct task_struct *next_ta
 				bpf_map_update_elem(&offcpu_kstart, &prev_tid, &b->kstack, BPF_ANY);
 			}
 		}
-		offcpu_note_start(prev_tid, &s);
 	}
 
 	/* The thread arriving: its wait is over. */
 	if (next_tid == 0)
 		return;
-	st = bpf_map_lookup_elem(&offcpu_start, &next_tid);
+	st = offcpu_wait_of(next_tid);
 	if (!st)
 		return;
 	delta = now - st->ts;
 	if (delta < cfg.offcpu_min_ns) {
+		st->ts = 0;
 		count(SPROF_CNT_OFFCPU_SHORT);
 		count_add(SPROF_CNT_OFFCPU_SHORT_NS, delta);
-		bpf_map_delete_elem(&offcpu_start, &next_tid);
 		return;
 	}
 	b = bpf_map_lookup_elem(&offcpu_build, &zero);
@@ -584,10 +631,20 @@ static __always_inline void offcpu_switch(void *ctx, struct task_struct *next_ta
 		return;
 	b->pending.start = *st;
 	b->pending.weight = delta;
-	bpf_map_delete_elem(&offcpu_start, &next_tid);
+	st->ts = 0;
+	/* Its user registers, unchanged since it entered the kernel. */
+	if (next_task) {
+		how = read_task_user_regs(next_task, next_btf, &r);
+		if (how >= 0 && (r.cs & 3) == 3) {
+			b->pending.start.ip = r.rip;
+			b->pending.start.sp = r.rsp;
+			b->pending.start.bp = r.rbp;
+			b->pending.start.flags |= SPROF_F_USER_REGS | how;
+		}
+	}
 	b->pending.kstack_len = 0;
 	b->pending.kstack_err = 0;
-	if (cfg.offcpu_task_stack && next_task) {
+	if (cfg.offcpu_task_stack && next_btf) {
 		long n = bpf_get_task_stack(next_task, b->pending.kstack, sizeof(b->pending.kstack), 0);
 		if (n > 0)
 			b->pending.kstack_len = n;
@@ -610,13 +667,18 @@ static __always_inline void offcpu_switch(void *ctx, struct task_struct *next_ta
 SEC("tp_btf/sched_switch")
 int sprof_offcpu_tp_btf(__u64 *ctx)
 {
-	/* TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next, ...) */
+	/* TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next, ...):
+	 * BTF pointers, read with plain loads (no helper calls). */
 	int preempt = (int)(ctx[0] & 1);
 	struct task_struct *prev = (struct task_struct *)ctx[1];
 	struct task_struct *next = (struct task_struct *)ctx[2];
-	long state = task_state(prev);
+	long state;
 
-	offcpu_switch(ctx, next, BPF_CORE_READ(next, pid), wait_flags(preempt, state),
+	if (bpf_core_field_exists(prev->__state))
+		state = prev->__state;
+	else
+		state = ((struct task_struct___old *)prev)->state;
+	offcpu_switch(ctx, next, 1, next->pid, prev->flags, wait_flags(preempt, state),
 		      (state & SPROF_TASK_DEAD) != 0);
 	return 0;
 }
@@ -629,8 +691,8 @@ int sprof_offcpu_raw_tp(struct bpf_raw_tracepoint_args *ctx)
 	struct task_struct *next = (struct task_struct *)ctx->args[2];
 	long state = task_state(prev);
 
-	offcpu_switch(ctx, 0, BPF_CORE_READ(next, pid), wait_flags(preempt, state),
-		      (state & SPROF_TASK_DEAD) != 0);
+	offcpu_switch(ctx, next, 0, BPF_CORE_READ(next, pid), BPF_CORE_READ(prev, flags),
+		      wait_flags(preempt, state), (state & SPROF_TASK_DEAD) != 0);
 	return 0;
 }
 
@@ -639,12 +701,14 @@ int sprof_offcpu_tracepoint(struct sprof_sched_switch_tp *ctx)
 {
 	/* prev_state as the tracepoint reports it: a preempted task ORs in
 	 * TASK_REPORT_MAX (0x100 today, larger on old kernels), so "runnable"
-	 * is no state bit in the low byte. */
+	 * is no state bit in the low byte; X (0x10) and Z (0x20) are exits. */
 	long state = ctx->prev_state;
 	__u32 flags = (state & 0xff) == 0 ? SPROF_F_OFFCPU_RUNNABLE
 		    : (state & SPROF_TASK_UNINTERRUPTIBLE) ? SPROF_F_OFFCPU_UNINTERRUPTIBLE : 0;
+	struct task_struct *cur = (struct task_struct *)bpf_get_current_task();
 
-	offcpu_switch(ctx, 0, ctx->next_pid, flags, (state & 0xff) == 0x10 || (state & 0xff) == 0x20);
+	offcpu_switch(ctx, 0, 0, ctx->next_pid, BPF_CORE_READ(cur, flags), flags,
+		      (state & 0xff) == 0x10 || (state & 0xff) == 0x20);
 	return 0;
 }
 
@@ -694,24 +758,22 @@ static __always_inline void offcpu_finish_switch(void *ctx, struct task_struct *
 	/* prev left the CPU just now; finish_task_switch has not yet let it
 	 * run elsewhere (prev->on_cpu is cleared later in it). There is no
 	 * preempt flag here: a preempted task is TASK_RUNNING. */
-	if (!(state & SPROF_TASK_DEAD) && offcpu_wanted(prev_tgid, BPF_CORE_READ(prev, flags))) {
-		struct offcpu_start s = { .ts = now, .tgid = prev_tgid, .flags = wait_flags(0, state) };
-		offcpu_note_start(prev_tid, &s);
-	}
+	if (!(state & SPROF_TASK_DEAD) && offcpu_wanted(prev_tgid, BPF_CORE_READ(prev, flags)))
+		offcpu_note_start(prev_tid, now, prev_tgid, wait_flags(0, state));
 
-	st = bpf_map_lookup_elem(&offcpu_start, &tid);
+	st = offcpu_wait_of(tid);
 	if (!st)
 		return;
 	delta = now - st->ts;
 	if (delta < cfg.offcpu_min_ns) {
+		st->ts = 0;
 		count(SPROF_CNT_OFFCPU_SHORT);
 		count_add(SPROF_CNT_OFFCPU_SHORT_NS, delta);
-		bpf_map_delete_elem(&offcpu_start, &tid);
 		return;
 	}
 	sc = offcpu_scratch();
 	if (!sc) {
-		bpf_map_delete_elem(&offcpu_start, &tid);
+		st->ts = 0;
 		return;
 	}
 	sc->s.flags = st->flags | SPROF_F_KERNEL_MODE;
@@ -720,7 +782,7 @@ static __always_inline void offcpu_finish_switch(void *ctx, struct task_struct *
 	sc->s.time_ns = st->ts;
 	sc->s.weight = delta;
 	sc->s.ip = sc->s.sp = sc->s.bp = 0;
-	bpf_map_delete_elem(&offcpu_start, &tid);
+	st->ts = 0;
 
 	n = bpf_get_stack(ctx, sc->s.kstack, sizeof(sc->s.kstack), 0);
 	if (n > 0) {
