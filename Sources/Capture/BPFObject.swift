@@ -42,7 +42,8 @@ enum LibBPFLog {
 
 /// What a verifier log means, in one line, for the messages that matter on
 /// the kernels sprof supports (kernel/bpf/verifier.c wordings).
-func diagnoseVerifierLog(_ lines: [String], errno: Int32) -> String {
+func diagnoseVerifierLog(_ lines: [String], errno: Int32,
+                         privileged: Bool = KernelInfo.missingCapabilities.isEmpty) -> String {
     let text = lines.joined(separator: "\n")
     let rules: [(String, String)] = [
         ("BPF program is too large", "the program exceeds the kernel's instruction limit; this is a sprof bug, please report it with `sprof doctor --verbose`"),
@@ -59,7 +60,7 @@ func diagnoseVerifierLog(_ lines: [String], errno: Int32) -> String {
     for (needle, meaning) in rules where text.contains(needle) { return meaning }
     switch errno {
     case EPERM, EACCES:
-        if KernelInfo.missingCapabilities.isEmpty {
+        if privileged {
             return "refused although sprof has the privileges it needs: kernel lockdown (\(KernelInfo.lockdown ?? "not reported")), "
                 + "a security module, or (for fentry) a kernel without BPF trampolines forbids this program type"
         }

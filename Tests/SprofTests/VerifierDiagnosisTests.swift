@@ -22,9 +22,12 @@ final class VerifierDiagnosisTests: XCTestCase {
             (["something new"], EINVAL, "log below"),
         ]
         for (body, errno, needle) in cases {
-            let d = diagnoseVerifierLog(log(body), errno: errno)
+            let d = diagnoseVerifierLog(log(body), errno: errno, privileged: false)
             XCTAssertTrue(d.contains(needle), "\(body) -> \(d)")
         }
+        // EPERM with every capability (root): not a missing privilege but what forbids it anyway.
+        let d = diagnoseVerifierLog([], errno: EPERM, privileged: true)
+        XCTAssertTrue(d.contains("lockdown") && d.contains("fentry") && !d.contains("CAP_BPF"), d)
     }
 
     func testTailIsTheLogBody() {
