@@ -79,31 +79,22 @@ struct {
 	__type(value, __u8);
 } targets SEC(".maps");
 
-/* Atomic: a perf-event program can interrupt a tracepoint program on the
- * same CPU between its load and store. */
+/* A plain add, not an atomic one: clang 21 emits every __sync_fetch_and_add
+ * as BPF_ATOMIC|BPF_FETCH (5.12+), which older verifiers reject outright
+ * ("BPF_STX uses reserved fields", 5.10) even in code never reached. The
+ * slots are per CPU; the only race left is a perf-event program interrupting
+ * a tracepoint program on the same CPU between its load and store of a
+ * counter both touch (emitted, lost), which can lose one count. */
 static __always_inline void count_add(__u32 idx, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
 	if (v)
-		__sync_fetch_and_add(v, n);
+		*v += n;
 }
 
 static __always_inline void count(__u32 idx)
 {
 	count_add(idx, 1);
-}
-
-struct vma_end_ctx {
-	__u64 end;
-};
-
-/* bpf_find_vma callback (kernel/bpf/task_iter.c): remember where the stack
- * mapping ends. Static, so it is a callback, not a global subprogram. */
-static long vma_end_cb(struct task_struct *task, struct vm_area_struct *vma, void *data)
-{
-	struct vma_end_ctx *c = data;
-	c->end = vma->vm_end;
-	return 0;
 }
 
 /* Copy the user stack from sp page by page: a read that spans an unmapped
@@ -138,6 +129,25 @@ static __always_inline __u32 copy_ustack_chunked(struct sprof_scratch *sc, __u64
 			n = SPROF_PAGE_SIZE;
 	}
 	return off;
+}
+
+#ifndef SPROF_NO_FIND_VMA
+/* Built without this (bpf/build.sh: sprof_legacy.bpf.o) for kernels before
+ * 5.17: the callback is a subprogram that only a BPF_PSEUDO_FUNC load
+ * refers to, which kernels before 5.13 do not know, so their verifier
+ * rejects the whole object ("number of funcs in func_info doesn't match
+ * number of subprogs", seen on 5.10) even where the code is never reached. */
+struct vma_end_ctx {
+	__u64 end;
+};
+
+/* bpf_find_vma callback (kernel/bpf/task_iter.c): remember where the stack
+ * mapping ends. Static, so it is a callback, not a global subprogram. */
+static long vma_end_cb(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+	struct vma_end_ctx *c = data;
+	c->end = vma->vm_end;
+	return 0;
 }
 
 /* Copy the user stack from sp to min(sp + want, end of its mapping) in one
@@ -176,6 +186,8 @@ failed:
 	count(SPROF_CNT_FIND_VMA_FAILED);
 	return 0;
 }
+
+#endif /* SPROF_NO_FIND_VMA */
 
 /* The task's user registers when the sample interrupted kernel code. */
 static __always_inline int read_user_regs(struct pt_regs *out)
@@ -259,8 +271,10 @@ static __always_inline __u32 copy_ustack(struct sprof_scratch *sc, __u64 sp, int
 
 	if (cfg.ustack_size == 0)
 		return 0;
+#ifndef SPROF_NO_FIND_VMA
 	if (cfg.use_find_vma && may_find_vma)
 		ulen = copy_ustack_vma(sc, sp, cfg.ustack_size);
+#endif
 	if (ulen == 0) {
 		sc->s.flags &= ~(SPROF_F_USTACK_TO_END | SPROF_F_VIA_FIND_VMA);
 		ulen = copy_ustack_chunked(sc, sp, cfg.ustack_size);

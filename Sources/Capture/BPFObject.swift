@@ -166,7 +166,9 @@ public final class SamplerObject: @unchecked Sendable {
         self.userStackSize = userStackSize
         possibleCPUs = Int(libbpf_num_possible_cpus())
         var length = 0
-        let bytes = sprof_sprof_bpf_object(&length)!
+        // Without bpf_find_vma, the object built without it: its callback
+        // subprogram alone makes kernels before 5.13 refuse the object.
+        let bytes = (variants.findVMA ? sprof_sprof_bpf_object(&length) : sprof_sprof_legacy_bpf_object(&length))!
         var opts = bpf_object_open_opts()
         opts.sz = MemoryLayout<bpf_object_open_opts>.size
         let (opened, openLog) = LibBPFLog.collecting { bpf_object__open_mem(bytes, length, &opts) }

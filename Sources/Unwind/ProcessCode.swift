@@ -149,7 +149,11 @@ public enum ModuleLoader {
             guard let vdso = ModuleFiles.vdso else { throw UnwindError.moduleUnavailable(path: "[vdso]", reason: "this process has no vDSO to read") }
             return try UnwindModule(elf: vdso)
         }
-        let candidates = ModuleFiles.candidates(for: mapping, pid: source == .live ? pid : nil, includePlainPath: source == .recordedPaths)
+        // A live process can exit before its samples are unwound (a short
+        // command, a slow writer): then the path itself, last, only when the
+        // build-id can prove it is the same file.
+        let candidates = ModuleFiles.candidates(for: mapping, pid: source == .live ? pid : nil,
+                                                includePlainPath: source == .recordedPaths || mapping.buildID != nil)
         switch ModuleFiles.open(candidates, expecting: mapping.buildID) {
         case .success(let elf):
             return try UnwindModule(elf: elf, debugELF: ModuleFiles.debugFile(for: elf, buildID: mapping.buildID, having: [".debug_frame"]))

@@ -117,6 +117,8 @@ final class ABITests: XCTestCase {
         var len = 0
         let embedded = Data(bytes: sprof_sprof_bpf_object(&len), count: len)
         XCTAssertEqual(committed, embedded, "the binary embeds a different sprof.bpf.o than bpf/ has")
+        let legacy = try Data(contentsOf: root.appendingPathComponent("bpf/sprof_legacy.bpf.o"))
+        XCTAssertEqual(legacy, Data(bytes: sprof_sprof_legacy_bpf_object(&len), count: len), "the binary embeds a different sprof_legacy.bpf.o")
         let probe = try Data(contentsOf: root.appendingPathComponent("bpf/probe.bpf.o"))
         let embeddedProbe = Data(bytes: sprof_probe_bpf_object(&len), count: len)
         XCTAssertEqual(probe, embeddedProbe)

@@ -25,6 +25,8 @@ void sprof_set_libbpf_log(sprof_log_sink sink);
 
 /* The BPF objects built by bpf/build.sh, embedded in the binary. */
 const unsigned char *sprof_sprof_bpf_object(size_t *len);
+/* The same program built without bpf_find_vma, for kernels before 5.17. */
+const unsigned char *sprof_sprof_legacy_bpf_object(size_t *len);
 const unsigned char *sprof_probe_bpf_object(size_t *len);
 
 /* offsetof(struct sprof_sample, field) for ABITests. */
