@@ -42,6 +42,7 @@ final class KernelReachTests: XCTestCase {
         for row in rows {
             let name = row["kernel"] as? String ?? "?"
             if let why = row["skipped"] as? String { throw skipOrFailInCI("kernel \(name) skipped: \(why)") }
+            if let first = row["retried"] as? String { print("warning: kernel \(name) passed on its second boot; the first: \(first)") }
             XCTAssertEqual((row["problems"] as? [String]) ?? ["?"], [], "kernel \(name)")
             XCTAssertEqual(row["sampling"] as? String, "loads", name)
             XCTAssertLessThanOrEqual(row["max_instructions"] as? Int ?? .max, 4000, name)
