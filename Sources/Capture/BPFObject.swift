@@ -327,6 +327,36 @@ public final class SamplerObject: @unchecked Sendable {
         _ = bpf_map_delete_elem(bpf_map__fd(targets), &key)
     }
 
+    /// Threads whose wait is still going on: the off-CPU start entries with a
+    /// start time (`struct offcpu_start` in bpf/sprof.bpf.c: ts, ip, sp, bp,
+    /// tgid, flags; 40 bytes).
+    public func offCPUWaitsInProgress() -> [OffCPUWaitInProgress] {
+        guard offCPUPoint != nil, let m = bpf_object__find_map_by_name(object, "offcpu_start") else { return [] }
+        let fd = bpf_map__fd(m)
+        var out: [OffCPUWaitInProgress] = []
+        var value = [UInt8](repeating: 0, count: Int(bpf_map__value_size(m)))
+        guard value.count >= 40 else { return [] }
+        var key: UInt32 = 0
+        var next: UInt32 = 0
+        var rc = bpf_map_get_next_key(fd, nil, &next)
+        while rc == 0 {
+            key = next
+            if value.withUnsafeMutableBytes({ bpf_map_lookup_elem(fd, &key, $0.baseAddress) }) == 0 {
+                value.withUnsafeBytes { b in
+                    let w = OffCPUWaitInProgress(
+                        tid: Int32(bitPattern: key), tgid: Int32(bitPattern: b.loadUnaligned(fromByteOffset: 32, as: UInt32.self)),
+                        start: b.loadUnaligned(fromByteOffset: 0, as: UInt64.self),
+                        flags: SampleFlags(rawValue: b.loadUnaligned(fromByteOffset: 36, as: UInt32.self)),
+                        ip: b.loadUnaligned(fromByteOffset: 8, as: UInt64.self), sp: b.loadUnaligned(fromByteOffset: 16, as: UInt64.self),
+                        bp: b.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+                    if w.start != 0 { out.append(w) }
+                }
+            }
+            rc = bpf_map_get_next_key(fd, &key, &next)
+        }
+        return out
+    }
+
     /// The kernel-side counters summed over CPUs (`enum sprof_counter`).
     public func counterValues() -> KernelCounters {
         var out = KernelCounters()
@@ -338,6 +368,17 @@ public final class SamplerObject: @unchecked Sendable {
         }
         return out
     }
+}
+
+/// A wait that had not ended when the recording stopped.
+public struct OffCPUWaitInProgress: Sendable, Equatable {
+    public var tid: Int32
+    public var tgid: Int32
+    /// CLOCK_MONOTONIC ns of the switch-out.
+    public var start: UInt64
+    public var flags: SampleFlags
+    /// User registers, when the switch-out saved them (classic tracepoint).
+    public var ip: UInt64, sp: UInt64, bp: UInt64
 }
 
 /// `enum sprof_counter`, summed over CPUs.

@@ -216,7 +216,7 @@ public enum RawDump {
             (.userStackToEnd, "ustack-to-end"), (.kernelStackError, "kstack-err"), (.viaFindVMA, "find-vma"),
             (.viaSavedRegisters, "saved-regs"), (.viaTaskPtRegs, "task-pt-regs"),
             (.offCPURunnable, "runnable"), (.offCPUUninterruptible, "uninterruptible"),
-            (.userStackDeferred, "ustack-deferred"), (.userStackMissed, "ustack-missed"),
+            (.userStackDeferred, "ustack-deferred"), (.userStackMissed, "ustack-missed"), (.offCPUOngoing, "ongoing"),
         ]
         var words: [String] = []
         var rest = f

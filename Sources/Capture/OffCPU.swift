@@ -1,5 +1,6 @@
 import CLibBPF
 import CSprof
+import SprofBase
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -151,5 +152,52 @@ public struct OffCPUSettings: Sendable, Equatable {
     func candidates() -> [OffCPUAttachPoint] {
         if let forced = forcedAttachPoint { return [forced] }
         return OffCPUAttachPoint.allCases.filter { Doctor.tryAttach($0).error == nil }
+    }
+}
+
+/// Waits still going on when a recording stops: a thread blocked from some
+/// point of the recording to its end (a deadlock, a stuck read) would
+/// otherwise leave no trace, since a wait is recorded when it ends.
+enum WaitsInProgress {
+    /// The wait as an off-CPU sample cut at `end`: its user registers from
+    /// the switch-out when the program kept them, else from
+    /// /proc/PID/task/TID/syscall (proc(5): "number args… sp pc" of a
+    /// thread blocked in a system call, "-1 sp pc" when blocked elsewhere),
+    /// its user stack read from /proc/PID/mem (the thread is not running:
+    /// the bytes are those it waits with). No kernel stack: the kernel has no
+    /// interface that gives another task's as addresses.
+    static func sample(_ w: OffCPUWaitInProgress, end: UInt64, userStackSize: Int) -> RawSample? {
+        guard end > w.start else { return nil }
+        var ip = w.ip, sp = w.sp, bp = w.bp
+        if !w.flags.contains(.userRegisters) {
+            guard let text = KernelInfo.readFile("/proc/\(w.tgid)/task/\(w.tid)/syscall") else { return nil }
+            let fields = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+            guard fields.count >= 3, fields[0] != "running",
+                  let s = UInt64(fields[fields.count - 2].dropFirst(2), radix: 16),
+                  let p = UInt64(fields[fields.count - 1].dropFirst(2), radix: 16) else { return nil }
+            sp = s; ip = p; bp = 0
+        }
+        var flags = w.flags.union([.userRegisters, .kernelMode, .offCPUOngoing])
+        var stack = [UInt8]()
+        let fd = open("/proc/\(w.tgid)/mem", O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            defer { close(fd) }
+            // Page by page from sp: stops at the first unreadable page (the stack's end).
+            var offset = 0
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while offset < userStackSize {
+                let want = min(4096 - Int((sp &+ UInt64(offset)) & 4095), userStackSize - offset)
+                let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(Int64(bitPattern: sp &+ UInt64(offset)))) }
+                if n <= 0 { flags.insert(.userStackToEnd); break }
+                stack.append(contentsOf: chunk[0..<n])
+                offset += n
+            }
+        }
+        let name: String = KernelInfo.readFile("/proc/\(w.tgid)/task/\(w.tid)/comm")?.trimmed("\n") ?? ""
+        let comm = Comm(name)
+        return RawSample(kind: .offCPU, flags: flags, tgid: w.tgid, tid: w.tid, timeNanoseconds: w.start, cpu: 0,
+                         comm: comm, ip: ProcessAddress(ip), sp: ProcessAddress(sp), bp: ProcessAddress(bp),
+                         weight: end - w.start, stackEnd: nil, userStackRequested: UInt32(userStackSize),
+                         kernelStack: [], userStack: stack)
     }
 }

@@ -31,6 +31,8 @@ public struct SampleFlags: OptionSet, Hashable, Sendable {
     public static let userStackDeferred = SampleFlags(rawValue: UInt32(SPROF_F_USTACK_DEFERRED.rawValue))
     /// Off-CPU: the thread ran user code before its stack could be copied: registers only.
     public static let userStackMissed = SampleFlags(rawValue: UInt32(SPROF_F_USTACK_MISSED.rawValue))
+    /// Off-CPU: the wait was still going on when the recording stopped; its weight ends there.
+    public static let offCPUOngoing = SampleFlags(rawValue: UInt32(SPROF_F_OFFCPU_ONGOING.rawValue))
 }
 
 /// A task's command name (`TASK_COMM_LEN` = 16 bytes, NUL-padded), stored

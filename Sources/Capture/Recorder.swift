@@ -86,6 +86,8 @@ public struct RecordSummary: Sendable {
     /// Where off-CPU recording attached; nil without `--off-cpu`.
     public var offCPUPoint: OffCPUAttachPoint?
     public var offCPUMinimumNanoseconds: UInt64 = 0
+    /// Waits still going on at the end, recorded cut there.
+    public var offCPUOngoing: UInt64 = 0
 
     public var line: String {
         let size = bytesWritten >= 1_000_000 ? String(format: "%.1f MB", Double(bytesWritten) / 1_000_000)
@@ -99,6 +101,7 @@ public struct RecordSummary: Sendable {
         guard let point = offCPUPoint else { return nil }
         let c = counters
         var text = "off-CPU via \(point.title): \(c.offCPUEmitted) waits recorded"
+        if offCPUOngoing > 0 { text += " and \(offCPUOngoing) still going on at the end (cut there)" }
         text += String(format: ", %llu shorter than %.0f µs not recorded (%.1f ms in all)", c.offCPUShort,
                        Double(offCPUMinimumNanoseconds) / 1000, Double(c.offCPUShortNanoseconds) / 1e6)
         if c.offCPUNoUserStack > 0 { text += ", \(c.offCPUNoUserStack) without a user stack (the thread ran before it could be copied)" }
@@ -356,6 +359,13 @@ public final class Recorder: @unchecked Sendable {
         sampler.stopSampling()
         readerStop.store(true, ordering: .relaxed)
         readerDone.wait()
+        // Waits that had not ended: cut at the end, after every recorded sample.
+        var ongoing: UInt64 = 0
+        if let off = s.offCPU {
+            for w in object.offCPUWaitsInProgress() where end > w.start && end - w.start >= off.minimumNanoseconds {
+                if let sample = WaitsInProgress.sample(w, end: end, userStackSize: s.userStackSize), queue.push(sample) { ongoing += 1 }
+            }
+        }
         queue.close()
         writerDone.wait()
         if isTTY { FileHandle.standardError.write("\r\u{1b}[K".data(using: .utf8)!) }
@@ -378,6 +388,7 @@ public final class Recorder: @unchecked Sendable {
         stats.counters["queue_dropped"] = queue.droppedCount
         stats.counters["perfbuf_lost"] = sampler.perfBufferLost
         stats.counters["undecodable"] = sampler.undecodable
+        if s.offCPU != nil { stats.counters["offcpu_ongoing"] = ongoing }
         if let (n, ns) = symbolizationReport.withLock({ $0 }) {
             stats.counters["symbolized_locations"] = UInt64(n)
             stats.counters["symbolize_us"] = ns / 1000
@@ -386,7 +397,7 @@ public final class Recorder: @unchecked Sendable {
         return RecordSummary(samples: stats.samplesWritten, lost: lost, durationSeconds: Double(end - start) / 1e9,
                              bytesWritten: bytes, reason: reason, commandExitStatus: exitStatus,
                              counters: counters, variants: variants, offCPUPoint: object.offCPUPoint,
-                             offCPUMinimumNanoseconds: s.offCPU?.minimumNanoseconds ?? 0)
+                             offCPUMinimumNanoseconds: s.offCPU?.minimumNanoseconds ?? 0, offCPUOngoing: ongoing)
     }
 
     /// Loads the sampling object with the first off-CPU attach point the

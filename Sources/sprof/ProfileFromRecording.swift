@@ -169,6 +169,8 @@ struct RecordingConverter {
                 }
                 stack.append(id)
                 labels.append(.init(key: "offcpu_state", string: state.rawValue))
+                // Still waiting when the recording stopped: its time is cut there.
+                if sample.flags.contains(.offCPUOngoing) { labels.append(.init(key: "offcpu_ongoing", number: 1)) }
                 b.addSample(locationIDs: stack, values: hasOffCPU ? [0, 0, Int64(clamping: sample.weight), 1] : [0, 0], labels: labels)
             } else {
                 b.addSample(locationIDs: stack, values: hasOffCPU ? [1, period, 0, 0] : [1, period], labels: labels)

@@ -57,12 +57,15 @@ final class OffCPUTests: XCTestCase {
         return false
     }
 
-    func record(_ fixtureArgs: [String], options: [String] = [], env: [String: String] = [:]) throws -> (profile: String, run: Run) {
+    /// `status`: what sprof exits with, the command's own status (143 when
+    /// `-d` ended the recording and sprof stopped the command with SIGTERM).
+    func record(_ fixtureArgs: [String], options: [String] = [], env: [String: String] = [:],
+                status: Int32 = 0) throws -> (profile: String, run: Run) {
         try requireKernelAccess()
         let bin = try Fixtures.build("offcpu")
         let out = tempPath("offcpu.pb.gz")
         let r = try run(["record", "--off-cpu", "-o", out] + options + ["--", bin] + fixtureArgs, env: env)
-        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.status, status, r.stderr)
         return (out, r)
     }
 
@@ -125,6 +128,23 @@ final class OffCPUTests: XCTestCase {
         XCTAssertTrue(main.frames.contains { $0.hasPrefix("vfs_read") }, "\(main.frames)")
         let waits = try folded(profile, value: "waits").filter { contains($0.frames, ["reader_main", "read_outer", "blocked_read"]) }
         XCTAssertEqual(waits.reduce(0) { $0 + $1.value }, 20, "one recorded wait per read: \(waits)")
+    }
+
+    /// A thread still blocked when the recording stops (its writer sleeps
+    /// 10 s, the recording lasts 2) is in the profile, its wait cut at the
+    /// end, with its user chain read from the stopped thread's stack.
+    func testAWaitStillGoingOnAtTheEndIsRecordedCutThere() throws {
+        let (profile, r) = try record(["pipe", "1", "10000"], options: ["-d", "2"], status: 128 + SIGTERM)
+        defer { unlink(profile) }
+        XCTAssertTrue(r.stderr.contains("still going on at the end"), r.stderr)
+        let reader = try folded(profile, value: "offcpu").filter { contains($0.frames, ["reader_main", "read_outer", "blocked_read"]) }
+        let total = reader.reduce(0) { $0 + $1.value }
+        // The fixture starts its threads 0.3 s in: about 1.7 s of the 2 s recording.
+        XCTAssertGreaterThan(total, 1_200_000_000, "\(reader)")
+        XCTAssertLessThan(total, 2_100_000_000, "\(reader)")
+        XCTAssertEqual(reader.first?.frames.first, "[off-cpu]")
+        let raw = try UnwindFixtures.run("/usr/bin/go", ["tool", "pprof", "-raw", profile])
+        XCTAssertTrue(raw.contains("offcpu_ongoing"), "the label marks a wait cut at the end")
     }
 
     /// Two CPU-bound threads pinned to one CPU take turns: their waits are

@@ -51,6 +51,7 @@ enum sprof_sample_flags {
 	SPROF_F_OFFCPU_UNINTERRUPTIBLE = 1u << 9, /* blocked in TASK_UNINTERRUPTIBLE (D: I/O, some locks) */
 	SPROF_F_USTACK_DEFERRED = 1u << 10, /* user stack copied when the task next ran, before any user code (its user registers unchanged) */
 	SPROF_F_USTACK_MISSED = 1u << 11, /* user registers from the switch, but the task ran user code before its stack could be copied */
+	SPROF_F_OFFCPU_ONGOING = 1u << 12, /* user space only: a wait still going on when the recording stopped, cut there; no kernel stack */
 };
 
 /* Swift imports C arrays as tuples; a 65536-element tuple is a burden on the
