@@ -25,7 +25,9 @@ final class KernelReachTests: XCTestCase {
         defer { unlink(json) }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", script, "--kernels", kernels, "--sprof", sprof, "--json", json]
+        // The guests' consoles stay in the temporary directory for a failure's post-mortem.
+        let consoles = NSTemporaryDirectory() + "sprof-kernel-consoles-\(getpid())"
+        p.arguments = ["python3", script, "--kernels", kernels, "--sprof", sprof, "--json", json, "--keep-console", consoles]
         let out = Pipe()
         p.standardOutput = out
         try p.run()
@@ -36,7 +38,7 @@ final class KernelReachTests: XCTestCase {
             // Nothing could run (no QEMU to install, no archive to fetch from): the script named why.
             throw skipOrFailInCI("no kernel could be booted here: \(table)")
         }
-        XCTAssertEqual(p.terminationStatus, 0, table)
+        XCTAssertEqual(p.terminationStatus, 0, "\(table)\nconsoles: \(consoles)")
         let rows = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [[String: Any]])
         XCTAssertEqual(rows.count, kernels.split(separator: ",").count)
         for row in rows {
