@@ -77,7 +77,7 @@ final class OffCPUTests: XCTestCase {
     func testSleepingChainMatchesTheTimeTheThreadMeasured() throws {
         let (profile, r) = try record(["sleep", "3", "20"])
         defer { unlink(profile) }
-        let truth = try XCTUnwrap(r.value("waited_ns").flatMap(Int64.init), r.stdout)
+        let truth = try XCTUnwrap(r.value("waited_ns").flatMap(Int64.init), r.stdout) - (r.value("waited_cpu_ns").flatMap(Int64.init) ?? 0)
         XCTAssertTrue(r.stderr.contains("off-CPU via tp_btf/sched_switch tracepoint"), r.stderr)
         let stacks = try folded(profile, value: "offcpu")
         let chain = ["sleeper_main", "wait_outer", "wait_middle", "do_sleep"]
@@ -117,7 +117,7 @@ final class OffCPUTests: XCTestCase {
     func testReadOnAPipeWokenByAnotherThread() throws {
         let (profile, r) = try record(["pipe", "20", "50"])
         defer { unlink(profile) }
-        let truth = try XCTUnwrap(r.value("waited_ns").flatMap(Int64.init), r.stdout)
+        let truth = try XCTUnwrap(r.value("waited_ns").flatMap(Int64.init), r.stdout) - (r.value("waited_cpu_ns").flatMap(Int64.init) ?? 0)
         let stacks = try folded(profile, value: "offcpu")
         let mine = stacks.filter { contains($0.frames, ["reader_main", "read_outer", "blocked_read"]) }
         let total = mine.reduce(0) { $0 + $1.value }
@@ -221,7 +221,7 @@ final class OffCPUTests: XCTestCase {
             if accepted.contains(point) {
                 XCTAssertEqual(r.status, 0, "\(point): \(r.stderr)")
                 XCTAssertTrue(r.stderr.contains("off-CPU via \(point.title)"), r.stderr)
-                let truth = try XCTUnwrap(r.value("waited_ns").flatMap(Int64.init))
+                let truth = try XCTUnwrap(r.value("waited_ns").flatMap(Int64.init)) - (r.value("waited_cpu_ns").flatMap(Int64.init) ?? 0)
                 let stacks = try folded(out, value: "offcpu").filter { contains($0.frames, ["sleeper_main", "wait_outer", "wait_middle", "do_sleep"]) }
                 let total = stacks.reduce(0) { $0 + $1.value }
                 XCTAssertEqual(Double(total), Double(truth), accuracy: Double(truth) * 0.10, "\(point): \(stacks)")
