@@ -8,6 +8,9 @@ let package = Package(
         .executable(name: "sprof", targets: ["sprof"]),
         .library(name: "SprofSymbols", targets: ["SprofSymbols"]),
         .library(name: "SprofFlameGraph", targets: ["SprofFlameGraph"]),
+        .library(name: "SprofBase", targets: ["SprofBase"]),
+        .library(name: "SprofCapture", targets: ["SprofCapture"]),
+        .library(name: "SprofUnwind", targets: ["SprofUnwind"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -49,7 +52,7 @@ let package = Package(
         // binutils' nm -C and addr2line -C use. No pkg-config file; Debian: libiberty-dev.
         .systemLibrary(name: "CLibIberty", path: "Sources/CLibIberty", providers: [.apt(["libiberty-dev"])]),
         // Symbolization; knows nothing of BPF. Usable on its own.
-        .target(name: "SprofSymbols", dependencies: ["SprofBase", "SprofELF", "CLibDW", "CLibIberty"], path: "symbols"),
+        .target(name: "SprofSymbols", dependencies: ["SprofBase", "SprofELF", "CLibDW", "CLibElf", "CLibIberty"], path: "symbols"),
         // zlib, for gzip (Debian: zlib1g-dev).
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The profile model and its pprof encoding (gzip-compressed profile.proto);

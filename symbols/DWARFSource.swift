@@ -42,13 +42,37 @@ final class DWARFSource {
     private var ranges: [(low: UInt64, high: UInt64, unit: UInt64)] = []
     private var indexed = false
 
+    /// The file the DWARF is read from: `path`, or its decompressed copy in
+    /// the ``DWARFCache``.
+    let readPath: String
+
     /// Opens `path`'s DWARF; nil when it has none (or libdw refuses it).
-    init?(path: String) {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        guard let dwarf = dwarf_begin(fd, DWARF_C_READ) else { close(fd); return nil }
+    /// When the file's debug sections are compressed and `cache` is given,
+    /// the DWARF is read from the cache's copy for `buildID`, made from this
+    /// open if there is none yet.
+    init?(path: String, compressed: Bool = false, buildID: BuildID? = nil, cache: DWARFCache? = nil) {
+        let cached = compressed ? buildID.flatMap { id in cache?.lookup(id) } : nil
+        var opened: (fd: Int32, dwarf: OpaquePointer, path: String)?
+        if let cached, let id = buildID {
+            let fd = Glibc.open(cached, O_RDONLY | O_CLOEXEC)
+            if fd >= 0, let d = dwarf_begin(fd, DWARF_C_READ) {
+                opened = (fd, d, cached)
+            } else {
+                if fd >= 0 { close(fd) }
+                cache?.remove(id)  // refused: made again below from the original
+            }
+        }
+        if opened == nil {
+            let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return nil }
+            guard let d = dwarf_begin(fd, DWARF_C_READ) else { close(fd); return nil }
+            opened = (fd, d, path)
+            if compressed, let id = buildID, let cache { cache.store(d, buildID: id) }
+        }
+        guard let (fd, dwarf, readPath) = opened else { return nil }
         self.fd = fd
         self.dwarf = dwarf
+        self.readPath = readPath
         // A file without a single unit has nothing to give.
         var next: OpaquePointer? = nil
         var version: Dwarf_Half = 0

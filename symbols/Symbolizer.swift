@@ -86,6 +86,8 @@ public final class Symbolizer {
         public var debuginfod: DebuginfodClient? = nil
         /// The kernel's symbols; nil reads /proc/kallsyms when first needed.
         public var kernelSymbols: KernelSymbols? = nil
+        /// Where decompressed copies of compressed DWARF are kept; nil: none.
+        public var dwarfCache: DWARFCache? = DWARFCache.standard
         public init() {}
     }
 
@@ -292,7 +294,12 @@ public final class SymbolizedModule {
         plt = PLTStubs(file)
         if options.useDWARF {
             let source = file.sectionIndex(named: ".debug_info") != nil ? file : debugFile
-            dwarf = source.flatMap { DWARFSource(path: $0.path) }
+            dwarf = source.flatMap { s in
+                let info = s.sectionIndex(named: ".debug_info").map { s.sectionHeaders[$0] }
+                let compressed = info.map { $0.flags.rawValue & 0x800 != 0 } ?? false  // SHF_COMPRESSED
+                return DWARFSource(path: s.path, compressed: compressed, buildID: compressed ? (try? s.buildID()) ?? nil : nil,
+                                   cache: options.dwarfCache)
+            }
         } else {
             dwarf = nil
         }
@@ -300,6 +307,10 @@ public final class SymbolizedModule {
 
     /// True when DWARF (inline frames and lines) is available.
     public var hasDWARF: Bool { dwarf != nil }
+
+    /// The file DWARF is read from: the binary, its debug file, or the
+    /// decompressed copy of one in ``Symbolizer/Options/dwarfCache``.
+    public var dwarfPath: String? { dwarf?.readPath }
 
     /// Bytes this module holds beyond the mapped files: the symbol index
     /// (40 bytes a symbol), PLT stubs, and remembered answers (an estimate).

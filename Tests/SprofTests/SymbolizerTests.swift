@@ -166,6 +166,57 @@ final class SymbolizerTests: XCTestCase {
         try compareSplit(binary: try f.path("c_inline_split"), options: Symbolizer.Options(), reference: try f.path("c_inline"))
     }
 
+    /// DWARF in zlib-compressed sections (`gcc -gz=zlib`, as distributions
+    /// ship debug files): the first open inflates it and leaves an
+    /// uncompressed copy in the cache, named by build-id; the next reads the
+    /// copy. Both give, for every address, the frames of the uncompressed
+    /// build. A cached copy libdw refuses (truncated here) is not used, and is
+    /// made again.
+    func testCompressedDWARFIsCachedByBuildID() throws {
+        let f = try Self.fixtures()
+        let path = try f.path("c_inline_gz")
+        let elf = try ELFFile(path: path)
+        let info = try XCTUnwrap(elf.sectionIndex(named: ".debug_info").map { elf.sectionHeaders[$0] })
+        XCTAssertNotEqual(info.flags.rawValue & 0x800, 0, "gcc -gz=zlib made .debug_info SHF_COMPRESSED")
+        let id = try XCTUnwrap(try elf.buildID())
+        let dir = f.dir + "/dwarf-cache-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var options = Symbolizer.Options()
+        options.dwarfCache = DWARFCache(directory: dir)
+        let copy = dir + "/\(id).debug"
+
+        let reference = try Symbolizer(options: Symbolizer.Options()).module(path: try f.path("c_inline"))
+        func check(expectingReadFrom expected: String, _ what: String) throws {
+            let module = try Symbolizer(options: options).module(path: path)
+            XCTAssertEqual(module.dwarfPath, expected, what)
+            var checked = 0, inlined = 0
+            for s in try nmSymbols(path, demangle: false) where s.size > 0 {
+                for a in stride(from: s.address, to: s.address + s.size, by: 2) {
+                    let frames = module.frames(at: StatedAddress(a))
+                    XCTAssertEqual(frames, reference.frames(at: StatedAddress(a)), "\(what): 0x\(String(a, radix: 16))")
+                    checked += 1
+                    if frames.contains(where: \.isInlined) { inlined += 1 }
+                }
+            }
+            XCTAssertGreaterThan(checked, 50, what)
+            XCTAssertGreaterThan(inlined, 3, "\(what): inline frames come from the DWARF")
+        }
+        try check(expectingReadFrom: path, "first open, from the compressed file")
+        let size = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: copy)[.size] as? Int)
+        XCTAssertGreaterThan(size, 1000, "the uncompressed copy was written")
+        try check(expectingReadFrom: copy, "second open, from the cached copy")
+        // A damaged copy: refused, the original read, the copy made again.
+        let fd = open(copy, O_WRONLY | O_TRUNC)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        _ = write(fd, "ELF?", 4)
+        close(fd)
+        try check(expectingReadFrom: path, "damaged copy")
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: copy)[.size] as? Int, size, "made again")
+        // No cache: read from the original every time.
+        options.dwarfCache = nil
+        try check(expectingReadFrom: path, "no cache")
+    }
+
     /// The same debug file found only by build-id, under a debug root laid
     /// out as /usr/lib/debug is (`.build-id/xx/rest.debug`).
     func testDebugFileThroughBuildID() throws {

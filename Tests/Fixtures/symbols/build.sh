@@ -19,6 +19,8 @@ cp "$OUT/c_inline" "$OUT/c_inline_stripped" && strip --strip-all "$OUT/c_inline_
 objcopy --only-keep-debug "$OUT/c_inline" "$OUT/c_inline_split.debug"
 cp "$OUT/c_inline" "$OUT/c_inline_split" && strip --strip-all "$OUT/c_inline_split"
 (cd "$OUT" && objcopy --add-gnu-debuglink=c_inline_split.debug c_inline_split)
+# The same with its DWARF in zlib-compressed sections (SHF_COMPRESSED), as distributions ship debug files.
+gcc -O2 -g -gz=zlib -fomit-frame-pointer -o "$OUT/c_inline_gz" c_inline.c
 # C++.
 g++ -O2 -g -fomit-frame-pointer -o "$OUT/cpp_names" cpp_names.cpp
 

@@ -5,6 +5,7 @@
 
 #define BIG 20480
 volatile uint64_t sink;
+uint64_t sprof_work;
 
 NOINL uint64_t big_leaf(volatile char *buf, uint64_t x) {
     for (int i = 0; i < 100000; i++) MIX(x);
@@ -20,7 +21,7 @@ NOINL uint64_t bigframe(uint64_t x) {
 NOINL uint64_t run_big(double seconds) {
     double end = now() + seconds;
     uint64_t a = 1;
-    while (now() < end) a += bigframe(a);
+    while (now() < end) { a += bigframe(a); COUNT_WORK(); }
     return a;
 }
 

@@ -4,6 +4,7 @@
 #include "common.h"
 
 volatile uint64_t sink;
+uint64_t sprof_work;
 
 NOINL uint64_t leaf_hot(uint64_t x) { for (int i = 0; i < 100000; i++) MIX(x); return x; }
 /* Work after each call: no tail calls, so every caller keeps its frame. */
@@ -12,7 +13,7 @@ NOINL uint64_t level1(uint64_t x) { uint64_t r = level2(x); sink = r; return r ^
 NOINL uint64_t run(double seconds) {
     double end = now() + seconds;
     uint64_t a = 1;
-    while (now() < end) a += level1(a);
+    while (now() < end) { a += level1(a); COUNT_WORK(); }
     return a;
 }
 

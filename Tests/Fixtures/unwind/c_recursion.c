@@ -5,6 +5,7 @@
 
 #define DEPTH 200
 volatile uint64_t sink;
+uint64_t sprof_work;
 
 NOINL uint64_t rec_leaf(uint64_t x) { for (int i = 0; i < 100000; i++) MIX(x); return x; }
 NOINL uint64_t recurse(int depth, uint64_t x) {
@@ -16,7 +17,7 @@ NOINL uint64_t recurse(int depth, uint64_t x) {
 NOINL uint64_t run_deep(double seconds) {
     double end = now() + seconds;
     uint64_t a = 1;
-    while (now() < end) a += recurse(DEPTH, a);
+    while (now() < end) { a += recurse(DEPTH, a); COUNT_WORK(); }
     return a;
 }
 

@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 
 volatile uint64_t sink;
+uint64_t sprof_work;
 static double seconds;
 static pthread_barrier_t ready;
 
@@ -23,7 +24,7 @@ NOINL void *worker_a(void *arg) {
     pthread_barrier_wait(&ready);
     double end = now() + seconds;
     uint64_t a = (uintptr_t)arg;
-    while (now() < end) a += a_mid(a);
+    while (now() < end) { a += a_mid(a); COUNT_WORK(); }
     sink = a;
     return NULL;
 }
@@ -34,7 +35,7 @@ NOINL void *worker_b(void *arg) {
     pthread_barrier_wait(&ready);
     double end = now() + seconds;
     uint64_t b = (uintptr_t)arg;
-    while (now() < end) b += b_leaf(b);
+    while (now() < end) { b += b_leaf(b); COUNT_WORK(); }
     sink = b;
     return NULL;
 }

@@ -22,6 +22,12 @@ static inline double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+/* Iterations of the outer loop, for benchmarks (bench/compare.py reads it through
+ * /proc/PID/mem at the symbol's address): work per CPU second shows what a profiler's
+ * sampling interrupt costs the target. Relaxed atomic adds, so threads can share it; the
+ * increment sits in the loop of the function that calls the chain, not in the chain. */
+#define COUNT_WORK() __atomic_fetch_add(&sprof_work, 1, __ATOMIC_RELAXED)
+
 /* argv[1]: seconds to run the hot loop (default 2). */
 static inline double seconds_arg(int argc, char **argv) { return argc > 1 ? atof(argv[1]) : 2.0; }
 

@@ -9,6 +9,8 @@
 
 #define NOINL __attribute__((noinline, noipa))
 volatile double gsink;
+/* Outer-loop iterations, read by bench/compare.py (see common.h). */
+extern "C" { uint64_t sprof_work; }
 
 namespace app {
 namespace detail {
@@ -46,7 +48,10 @@ class Runner {
         detail::Pipeline<double> p;
         auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
         double a = 1;
-        while (std::chrono::steady_clock::now() < end) a = p.stage(a, 100000) * 1e-3;
+        while (std::chrono::steady_clock::now() < end) {
+            a = p.stage(a, 100000) * 1e-3;
+            __atomic_fetch_add(&sprof_work, 1, __ATOMIC_RELAXED);
+        }
         return a;
     }
 };

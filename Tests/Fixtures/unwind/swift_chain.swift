@@ -3,8 +3,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 var sink: UInt64 = 0
+/// Outer-loop iterations, read by bench/compare.py through /proc/PID/mem (symbol found with nm).
+let sprofWork = Atomic<UInt64>(0)
 
 @inline(never) func leafHot(_ x0: UInt64, _ n: Int) -> UInt64 {
     var x = x0
@@ -17,7 +20,7 @@ var sink: UInt64 = 0
 @inline(never) func run(_ seconds: Double) -> UInt64 {
     let end = now() + seconds
     var a: UInt64 = 1
-    while now() < end { a = a &+ level1(a, 100_000) }
+    while now() < end { a = a &+ level1(a, 100_000); sprofWork.add(1, ordering: .relaxed) }
     return a
 }
 func now() -> Double {

@@ -3,7 +3,12 @@
 // (`17h<16 hex>E`), which changes with the toolchain and the crate's path; see README.md.
 use std::hint::black_box;
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// Outer-loop iterations, read by bench/compare.py through /proc/PID/mem (see ../common.h).
+#[no_mangle]
+pub static SPROF_WORK: AtomicU64 = AtomicU64::new(0);
 
 #[no_mangle]
 #[inline(never)]
@@ -29,7 +34,10 @@ pub fn level1(x: u64, n: u64) -> u64 { let r = level2(black_box(x), n); black_bo
 pub fn run(seconds: f64) -> u64 {
     let end = Instant::now() + Duration::from_secs_f64(seconds);
     let mut a = 1u64;
-    while Instant::now() < end { a = a.wrapping_add(level1(a, black_box(100_000))); }
+    while Instant::now() < end {
+        a = a.wrapping_add(level1(a, black_box(100_000)));
+        SPROF_WORK.fetch_add(1, Ordering::Relaxed);
+    }
     a
 }
 
