@@ -32,6 +32,9 @@ public struct KernelSymbols: RandomAccessCollection, Sendable {
     let entries: [Entry]
     let names: [UInt8]
     let modules: [String]
+    /// The core kernel's text, `_stext` to `_etext`, when both are listed:
+    /// no module, BPF program or trampoline is ever placed inside it.
+    public let coreText: Range<UInt64>?
 
     public var startIndex: Int { 0 }
     public var endIndex: Int { entries.count }
@@ -85,7 +88,30 @@ public struct KernelSymbols: RandomAccessCollection, Sendable {
         self.entries = entries
         self.names = names
         self.modules = modules
+        self.coreText = Self.coreText(entries, names)
     }
+
+    init(entries: [Entry], names: [UInt8], modules: [String], coreText: Range<UInt64>?) {
+        self.entries = entries
+        self.names = names
+        self.modules = modules
+        self.coreText = coreText
+    }
+
+    private static func coreText(_ entries: [Entry], _ names: [UInt8]) -> Range<UInt64>? {
+        func find(_ name: String) -> UInt64? {
+            let want = Array(name.utf8)
+            return entries.first { e in
+                e.module == 0 && Int(e.nameLength) == want.count
+                    && names[Int(e.nameStart)..<(Int(e.nameStart) + want.count)].elementsEqual(want)
+            }?.address
+        }
+        guard let start = find("_stext"), let end = find("_etext"), start < end else { return nil }
+        return start..<end
+    }
+
+    /// Whether `address` is in the core kernel's text (see ``coreText``).
+    public func isCoreText(_ address: KernelAddress) -> Bool { coreText?.contains(address.rawValue) ?? false }
 
     /// Reads /proc/kallsyms; nil when it cannot be read or every address is hidden.
     public static func load(path: String = "/proc/kallsyms") -> KernelSymbols? {
@@ -137,4 +163,109 @@ func readWholeFile(_ path: String) -> [UInt8]? {
         bytes.append(contentsOf: buf[0..<n])
     }
     return bytes
+}
+
+// MARK: - The core kernel's symbols, kept for the boot
+
+extension KernelSymbols {
+    /// The core kernel's text symbols, `_stext` to `_etext`, read from a file
+    /// kept for this boot, else from /proc/kallsyms (and then kept).
+    ///
+    /// Reading /proc/kallsyms costs ~60 ms of kernel time on a 6.x kernel:
+    /// each read formats every one of its ~120,000 lines again
+    /// (kernel/kallsyms.c `s_show`); for a short recording that was a quarter
+    /// of sprof's own CPU. The core kernel's symbols cannot change while it
+    /// runs, so they are written once per boot (`/proc/sys/kernel/random/boot_id`)
+    /// as a binary table; modules, BPF programs and trampolines come and go,
+    /// so an address outside the core text still needs /proc/kallsyms
+    /// (``Symbolizer`` reads it then). The file is written atomically, mode
+    /// 0600 (kernel addresses defeat KASLR and are only shown to CAP_SYSLOG),
+    /// and only when the addresses are visible.
+    ///
+    /// - Parameter directory: where the file is kept; nil: not kept.
+    /// - Returns: the table and whether it came from the kept file; nil when
+    ///   kallsyms is unreadable or its addresses are hidden.
+    public static func loadCore(keptIn directory: String?, kallsyms: String = "/proc/kallsyms",
+                                bootID: String? = readBootID()) -> (symbols: KernelSymbols, kept: Bool)? {
+        let file = directory.flatMap { d in bootID.map { "\(d)/kallsyms-\($0).bin" } }
+        if let file, let bytes = readWholeFile(file), let table = KernelSymbols(kept: bytes) {
+            return (table, true)
+        }
+        guard let full = load(path: kallsyms) else { return nil }
+        guard let core = full.coreText else { return (full, false) }
+        if let file, let directory {
+            let kept = full.entries.filter { $0.module == 0 && core.contains($0.address) }
+            full.write(kept, core: core, to: file, directory: directory)
+        }
+        return (full, false)
+    }
+
+    /// This boot's id, from `/proc/sys/kernel/random/boot_id`.
+    public static func readBootID() -> String? {
+        guard let b = readWholeFile("/proc/sys/kernel/random/boot_id") else { return nil }
+        let id = String(decoding: b, as: UTF8.self).filter { $0.isHexDigit || $0 == "-" }
+        return id.isEmpty ? nil : id
+    }
+
+    /// `SPROF_CACHE_DIR` if set (`off` or empty: none); else `/run/sprof`
+    /// for root (a tmpfs emptied at every boot); else none (without root
+    /// the addresses are hidden anyway).
+    public static var standardDirectory: String? {
+        if let dir = getenv("SPROF_CACHE_DIR").map({ String(cString: $0) }) {
+            return dir.isEmpty || dir == "off" ? nil : dir + "/kallsyms"
+        }
+        return geteuid() == 0 ? "/run/sprof" : nil
+    }
+
+    // Layout: "SPROFKS1", entry count (u64), core start, core end (u64),
+    // then the entries (address u64, name start u32, name length u16,
+    // 0 u16), then the names. Little-endian, as the kernel it describes.
+    private static let magic = Array("SPROFKS1".utf8)
+
+    init?(kept bytes: [UInt8]) {
+        guard bytes.count >= 32, Array(bytes[0..<8]) == Self.magic else { return nil }
+        func u64(_ at: Int) -> UInt64 { bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at, as: UInt64.self) } }
+        let count = Int(truncatingIfNeeded: u64(8))
+        let namesAt = 32 + count * 16
+        guard count > 0, count < 1 << 24, namesAt <= bytes.count else { return nil }
+        var entries = [Entry](repeating: Entry(address: 0, nameStart: 0, nameLength: 0, module: 0), count: count)
+        bytes.withUnsafeBytes { raw in
+            for i in 0..<count {
+                let at = 32 + i * 16
+                entries[i] = Entry(address: raw.loadUnaligned(fromByteOffset: at, as: UInt64.self),
+                                   nameStart: raw.loadUnaligned(fromByteOffset: at + 8, as: UInt32.self),
+                                   nameLength: raw.loadUnaligned(fromByteOffset: at + 12, as: UInt16.self), module: 0)
+            }
+        }
+        let names = Array(bytes[namesAt...])
+        guard let last = entries.last, Int(last.nameStart) + Int(last.nameLength) <= names.count else { return nil }
+        let (start, end) = (u64(16), u64(24))
+        guard start < end, entries.allSatisfy({ (start..<end).contains($0.address) }) else { return nil }
+        self.init(entries: entries, names: names, modules: [], coreText: start..<end)
+    }
+
+    private func write(_ kept: [Entry], core: Range<UInt64>, to file: String, directory: String) {
+        var out = Self.magic
+        func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
+        put(UInt64(kept.count)); put(core.lowerBound); put(core.upperBound)
+        var blob: [UInt8] = []
+        for e in kept {
+            put(e.address); put(UInt32(blob.count)); put(e.nameLength); put(UInt16(0))
+            blob += names[Int(e.nameStart)..<(Int(e.nameStart) + Int(e.nameLength))]
+        }
+        out += blob
+        _ = mkdir(directory, 0o700)
+        let temporary = "\(file).\(getpid()).tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        var done = 0, ok = true
+        out.withUnsafeBytes { p in
+            while ok && done < p.count {
+                let n = Glibc.write(fd, p.baseAddress! + done, p.count - done)
+                if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else { ok = false }
+            }
+        }
+        close(fd)
+        if !ok || rename(temporary, file) != 0 { unlink(temporary) }
+    }
 }

@@ -86,6 +86,8 @@ public final class Symbolizer {
         public var debuginfod: DebuginfodClient? = nil
         /// The kernel's symbols; nil reads /proc/kallsyms when first needed.
         public var kernelSymbols: KernelSymbols? = nil
+        /// Where the core kernel's symbols are kept for the boot; nil: not kept.
+        public var kernelSymbolDirectory: String? = KernelSymbols.standardDirectory
         /// Where decompressed copies of compressed DWARF are kept; nil: none.
         public var dwarfCache: DWARFCache? = DWARFCache.standard
         public init() {}
@@ -95,7 +97,17 @@ public final class Symbolizer {
     private var modules: [ModuleKey: SymbolizedModule?] = [:]
     private var perfMaps: [Int32: (map: PerfMap?, readAt: UInt64)] = [:]
     private var kernelCache: [UInt64: SymbolizedLocation] = [:]
-    private lazy var kernel: KernelSymbols? = options.kernelSymbols ?? KernelSymbols.load()
+    /// The core kernel's symbols, kept per boot (``KernelSymbols/loadCore(keptIn:kallsyms:bootID:)``);
+    /// the whole of /proc/kallsyms is read only for an address outside the core text.
+    private lazy var kernelCore: (symbols: KernelSymbols, kept: Bool)? =
+        options.kernelSymbols.map { ($0, false) } ?? KernelSymbols.loadCore(keptIn: options.kernelSymbolDirectory)
+    private lazy var kernelAll: KernelSymbols? = options.kernelSymbols ?? KernelSymbols.load()
+
+    private func kernelLookup(_ address: KernelAddress) -> (symbol: KernelSymbols.Symbol, offset: UInt64)? {
+        guard let core = kernelCore else { return nil }
+        if core.symbols.isCoreText(address) || !core.kept { return core.symbols.lookup(address) }
+        return kernelAll?.lookup(address)
+    }
     /// Files that could not be read, with the reason, once each.
     public private(set) var unavailable: [String] = []
 
@@ -241,7 +253,7 @@ public final class Symbolizer {
         if let hit = kernelCache[address.rawValue] { return hit }
         let lookup = KernelAddress(isReturnAddress ? address.rawValue &- 1 : address.rawValue)
         let location: SymbolizedLocation
-        if let (symbol, _) = kernel?.lookup(lookup) {
+        if let (symbol, _) = kernelLookup(lookup) {
             location = SymbolizedLocation(kind: .kernel, module: symbol.module.map { "[\($0)]" } ?? "[kernel.kallsyms]",
                                           moduleOffset: address.rawValue,
                                           frames: [SymbolizedFrame(function: symbol.name, systemName: symbol.name)])

@@ -295,8 +295,12 @@ public final class Recorder: @unchecked Sendable {
         let readerStop = Atomic<Bool>(false)
         let readerDone = DispatchSemaphore(value: 0)
         let readerThread = Thread {
-            while !readerStop.load(ordering: .relaxed) { sampler.poll(timeoutMilliseconds: 50) }
+            while !readerStop.load(ordering: .relaxed) {
+                sampler.poll(timeoutMilliseconds: 50)
+                queue.wake()
+            }
             sampler.drain()
+            queue.wake()
             readerDone.signal()
         }
         readerThread.name = "sprof-reader"

@@ -63,6 +63,10 @@ struct RecordingConverter {
         var stack: [UInt64] = []
         var user: [UInt64] = []
         var done = 0
+        // A thread's labels, made once: building the strings per sample was
+        // most of the conversion's time.
+        struct ThreadKey: Hashable { var tgid: Int32; var tid: Int32; var comm: Comm }
+        var threadLabels: [ThreadKey: [Profile.Label]] = [:]
 
         func mappingID(_ l: RawLocation, snapshot: RawMappingSnapshot?) -> UInt64 {
             switch SymbolizedLocation.Kind(rawValue: l.kind) {
@@ -151,12 +155,18 @@ struct RecordingConverter {
                 }
                 stack.append(id)
             }
-            let process = reader.process(pid: sample.tgid)
-            let comm = process?.command ?? sample.comm.description
-            var labels: [Profile.Label] = [
-                .init(key: "pid", number: Int64(sample.tgid)), .init(key: "tid", number: Int64(sample.tid)),
-                .init(key: "comm", string: comm.isEmpty ? sample.comm.description : comm),
-                .init(key: "thread_name", string: sample.comm.description)]
+            let thread = ThreadKey(tgid: sample.tgid, tid: sample.tid, comm: sample.comm)
+            var labels: [Profile.Label]
+            if let known = threadLabels[thread] {
+                labels = known
+            } else {
+                let comm = reader.process(pid: sample.tgid)?.command ?? sample.comm.description
+                labels = [
+                    .init(key: "pid", number: Int64(sample.tgid)), .init(key: "tid", number: Int64(sample.tid)),
+                    .init(key: "comm", string: comm.isEmpty ? sample.comm.description : comm),
+                    .init(key: "thread_name", string: sample.comm.description)]
+                threadLabels[thread] = labels
+            }
             if sample.kind == .offCPU {
                 let state = OffCPUState(sample.flags)
                 let id: UInt64
