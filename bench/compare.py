@@ -698,6 +698,87 @@ def targets(summ, workloads):
     return L
 
 
+# ---------------------------------------------------------------- chart
+
+CHART_METRICS = [
+    # (label, key, better: "lower" sprof value is better -> factor = perf / sprof, target factor or None)
+    ("total CPU overhead", "overhead", "lower", 2.0),
+    ("profiler CPU", "prof_cpu", "lower", None),
+    ("bytes per sample", "bps", "lower", 100.0),
+    ("stop → folded", "stop_to_folded", "lower", None),
+    ("peak memory", "rss_mib", "lower", None),
+    ("unwinding frames/s", "unwind", "higher", 25.0),
+]
+
+
+def chart_factors(summ, workloads):
+    """{(workload, key): how many times better sprof is than perf dwarf (>1: sprof better)}."""
+    out = {}
+    for wl in workloads:
+        s, p, raw = summ.get((wl, "sprof")), summ.get((wl, "perf-dwarf")), summ.get((wl, "sprof-raw"), {})
+        if not s or not p:
+            continue
+        for _, key, better, _ in CHART_METRICS:
+            if key == "unwind":
+                a, b = raw.get("unwind_fps"), p.get("perf_unwind_fps")
+                if a and b:
+                    out[(wl, key)] = a / b
+            elif s.get(key) and p.get(key) and s[key] > 0 and p[key] > 0:
+                out[(wl, key)] = p[key] / s[key] if better == "lower" else s[key] / p[key]
+    return out
+
+
+def chart_svg(summ, workloads, title):
+    """A horizontal bar chart, log scale: for each metric, one bar per workload, the factor by
+    which sprof beats perf dwarf (right of 1×) or loses to it (left), with the issue's target."""
+    import math
+    f = chart_factors(summ, workloads)
+    wls = [w for w in workloads if any((w, k) in f for _, k, _, _ in CHART_METRICS)]
+    if not wls:
+        return None
+    lo, hi = 0.25, 100000.0
+    W, left, right, bar, gap, top = 980, 190, 30, 11, 16, 56
+    plot = W - left - right
+    rows = len(CHART_METRICS) * (len(wls) * bar + gap)
+    H = top + rows + 70
+    colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"]
+
+    def x(v):
+        v = min(max(v, lo), hi)
+        return left + plot * (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+
+    e = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+         'font-family="DejaVu Sans, Verdana, sans-serif" font-size="12">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="15">{title}</text>',
+         f'<text x="{W / 2}" y="38" text-anchor="middle" fill="#555">how many times better sprof is than '
+         'perf --call-graph dwarf (log scale; right of 1× sprof is better; ◆ the issue\'s target)</text>']
+    for t in [0.25, 0.5, 1, 2, 5, 10, 25, 100, 1000, 10000, 100000]:
+        e.append(f'<line x1="{x(t):.1f}" y1="{top - 6}" x2="{x(t):.1f}" y2="{top + rows}" '
+                 f'stroke="{"#000" if t == 1 else "#ddd"}" stroke-width="{1.5 if t == 1 else 1}"/>')
+        e.append(f'<text x="{x(t):.1f}" y="{top + rows + 16}" text-anchor="middle" fill="#333">{t:g}×</text>')
+    y = top
+    for label, key, better, target in CHART_METRICS:
+        e.append(f'<text x="{left - 8}" y="{y + len(wls) * bar / 2 + 4:.1f}" text-anchor="end">{label}</text>')
+        for i, wl in enumerate(wls):
+            v = f.get((wl, key))
+            yy = y + i * bar
+            if v is not None:
+                x0, x1 = sorted((x(1), x(v)))
+                e.append(f'<rect x="{x0:.1f}" y="{yy + 1}" width="{max(x1 - x0, 1):.1f}" height="{bar - 2}" '
+                         f'fill="{colors[i % len(colors)]}"><title>{wl}: {v:.3g}×</title></rect>')
+        if target:
+            e.append(f'<path d="M{x(target):.1f},{y - 4} l4,4 l-4,4 l-4,-4 z" fill="#000"><title>target {target:g}×</title></path>')
+        y += len(wls) * bar + gap
+    lx = left
+    for i, wl in enumerate(wls):
+        e.append(f'<rect x="{lx}" y="{H - 30}" width="12" height="12" fill="{colors[i % len(colors)]}"/>'
+                 f'<text x="{lx + 16}" y="{H - 20}">{wl}</text>')
+        lx += 16 + 8 * len(wl) + 18
+    e.append("</svg>")
+    return "\n".join(e) + "\n"
+
+
 def machine(args):
     info = {}
     try:
@@ -893,9 +974,17 @@ def report(args, workloads, results, elapsed):
             if "error" not in r:
                 L.append(f"{r['workload']:12s} {r['config']:16s} r{r['round']} {run_line(r)}")
         L.append("```")
-        with open(args.results, "w") as f:
+        svg = chart_svg(summ, workloads, f"sprof vs perf dwarf, {info['date'][:10]}, {info['ncpu']}-CPU VM, medians of {args.rounds}")
+        chart_path = os.path.splitext(args.results)[0] + ".svg"
+        if svg:
+            with open(chart_path + ".tmp", "w") as f:
+                f.write(svg)
+            os.replace(chart_path + ".tmp", chart_path)
+            L.insert(L.index("## Targets of issue 8"), f"![ratios]({os.path.basename(chart_path)})\n")
+        with open(args.results + ".tmp", "w") as f:
             f.write("\n".join(L) + "\n")
-        log(f"wrote {args.results}")
+        os.replace(args.results + ".tmp", args.results)
+        log(f"wrote {args.results}" + (f" and {chart_path}" if svg else ""))
 
 
 if __name__ == "__main__":

@@ -33,9 +33,22 @@ final class RecordingSymbolizer: RecordingSymbolization {
     /// memory reused, by the end.
     private var early: [RawLocation.Key: RawLocation] = [:]
     private lazy var symbolizer = makeSymbolizer()
+    /// Stacks already noted: a repeated stack costs one hash of its
+    /// addresses, not a set insertion a frame. Bounded; past the limit every
+    /// frame is noted again (the set of keys is what counts).
+    private struct SeenStack: Hashable { var pid: Int32; var generation: UInt64; var kernelCount: Int; var addresses: [UInt64] }
+    private var seen: Set<SeenStack> = []
+    private let seenLimit = 200_000
 
     func note(_ sample: RawSample, generation: UInt64, mappings: [Mapping], userFrames: UnsafeBufferPointer<UInt64>) {
         let pid = sample.tgid
+        var addresses: [UInt64] = []
+        addresses.reserveCapacity(sample.kernelFrameCount + userFrames.count)
+        for i in 0..<sample.kernelFrameCount { addresses.append(sample.kernelFrame(i).rawValue) }
+        addresses.append(contentsOf: userFrames)
+        let stack = SeenStack(pid: pid, generation: generation, kernelCount: sample.kernelFrameCount, addresses: addresses)
+        if seen.contains(stack) { return }
+        if seen.count < seenLimit { seen.insert(stack) }
         if !userFrames.isEmpty {
             let s = SnapshotKey(pid: pid, generation: generation)
             if snapshots[s] == nil { snapshots[s] = RawMappingSnapshot(pid: pid, generation: generation, mappings: mappings) }

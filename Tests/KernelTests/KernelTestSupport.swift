@@ -112,3 +112,28 @@ func cpuSeconds(pid: Int32) -> Double? {
 func tempPath(_ name: String) -> String {
     NSTemporaryDirectory() + "sprof-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))-" + name
 }
+
+/// Runs `tool` to its end: its stdout (through a pipe, read to the end),
+/// its stderr (through a file, so a chatty tool never blocks on a full pipe)
+/// and its exit status.
+func runProcess(_ tool: String, _ args: [String], in dir: String? = nil,
+                env: [String: String] = [:]) throws -> (stdout: String, stderr: String, status: Int32) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: tool)
+    p.arguments = args
+    if let dir { p.currentDirectoryURL = URL(fileURLWithPath: dir) }
+    p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+    let errPath = tempPath("stderr-\(UInt32.random(in: 0...UInt32.max))")
+    FileManager.default.createFile(atPath: errPath, contents: nil)
+    defer { unlink(errPath) }
+    let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    try err.close()
+    return (String(decoding: data, as: UTF8.self), (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "",
+            p.terminationStatus)
+}

@@ -22,23 +22,8 @@ final class OffCPUTests: XCTestCase {
     }
 
     func run(_ args: [String], env: [String: String] = [:]) throws -> Run {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: sprof)
-        p.arguments = args
-        p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-        let errPath = tempPath("stderr")
-        FileManager.default.createFile(atPath: errPath, contents: nil)
-        let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        try err.close()
-        defer { unlink(errPath) }
-        return Run(stdout: String(decoding: data, as: UTF8.self),
-                   stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "", status: p.terminationStatus)
+        let r = try runProcess(sprof, args, env: env)
+        return Run(stdout: r.stdout, stderr: r.stderr, status: r.status)
     }
 
     /// Folded stacks of `value` (frames root → leaf after the process name, value).

@@ -13,26 +13,9 @@ final class ReportTests: XCTestCase {
     /// Runs a command in `dir`; returns stdout (stderr in the failure message).
     @discardableResult
     func run(_ tool: String, _ args: [String], in dir: String, env: [String: String] = [:]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = args
-        p.currentDirectoryURL = URL(fileURLWithPath: dir)
-        p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-        let errPath = dir + "/stderr-\(UInt32.random(in: 0...UInt32.max))"
-        FileManager.default.createFile(atPath: errPath, contents: nil)
-        let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        try err.close()
-        let errText = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-        unlink(errPath)
-        let text = String(decoding: data, as: UTF8.self)
-        XCTAssertEqual(p.terminationStatus, 0, "\(tool) \(args): \(errText)")
-        return text
+        let r = try runProcess(tool, args, in: dir, env: env)
+        XCTAssertEqual(r.status, 0, "\(tool) \(args): \(r.stderr)")
+        return r.stdout
     }
 
     func testRecordThenReportInOneDirectory() throws {
