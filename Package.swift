@@ -66,15 +66,23 @@ let package = Package(
         .target(name: "SprofProfile",
                 dependencies: ["CZlib", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
                 path: "Sources/Profile", exclude: ["Proto/profile.proto", "README.md"]),
+        // The agent's local store: windows as gzipped pprof files, retention, merging (issue 9).
+        .target(name: "SprofStore", dependencies: ["SprofBase", "SprofProfile"], path: "Sources/Store"),
+        // The agent's ClickHouse sink and `sprof query` (issue 9).
+        .target(name: "SprofClickHouse", dependencies: ["SprofProfile"], path: "Sources/ClickHouse", exclude: ["README.md"]),
+        // `sprof agent` (issue 9): process labels from cgroups so far.
+        .target(name: "SprofAgent", dependencies: ["SprofBase"], path: "Sources/Agent"),
         // Folded stacks to SVG/HTML; knows nothing of BPF or ELF. Usable on its own.
         .target(name: "SprofFlameGraph", path: "flamegraph"),
         .executableTarget(name: "sprof",
                           dependencies: ["SprofBase", "SprofCapture", "SprofUnwind", "SprofSymbols", "SprofProfile", "SprofFlameGraph",
+                                         "SprofStore", "SprofClickHouse",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log")],
                           path: "Sources/sprof"),
         .testTarget(name: "SprofTests",
-                    dependencies: ["SprofBase", "SprofCapture", "SprofELF", "SprofUnwind", "SprofSymbols", "SprofProfile", "SprofFlameGraph", "CSprof"],
+                    dependencies: ["SprofBase", "SprofCapture", "SprofELF", "SprofUnwind", "SprofSymbols", "SprofProfile", "SprofFlameGraph", "CSprof",
+                                   "SprofStore", "SprofClickHouse", "SprofAgent"],
                     path: "Tests/SprofTests"),
         .testTarget(name: "KernelTests",
                     dependencies: ["SprofBase", "SprofCapture", "SprofELF", "SprofUnwind", "SprofSymbols", "SprofProfile", "CSprof", "sprof"],

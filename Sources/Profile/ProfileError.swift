@@ -11,6 +11,8 @@ public enum ProfileError: Error, Equatable, Sendable, CustomStringConvertible {
     case compression(String)
     /// Nothing to show (no samples, or none left after filtering).
     case empty(String)
+    /// Profiles that cannot be merged: the same sample type in two units.
+    case incompatible(String)
 
     public var description: String {
         switch self {
@@ -19,6 +21,7 @@ public enum ProfileError: Error, Equatable, Sendable, CustomStringConvertible {
         case .inconsistent(let p, let r): return "\(p): damaged pprof profile: \(r)"
         case .compression(let r): return "compression failed: \(r)"
         case .empty(let r): return r
+        case .incompatible(let r): return "cannot merge: \(r)"
         }
     }
 }

@@ -5,6 +5,7 @@ import SprofCapture
 import SprofELF
 import SprofFlameGraph
 import SprofProfile
+import SprofStore
 import SprofSymbols
 import SprofUnwind
 #if canImport(Glibc)
@@ -38,6 +39,8 @@ struct Report: ParsableCommand {
               sprof report app.pb.gz --flamegraph app.svg --pid 1234 --focus 'parse.*'
               sprof report new.pb.gz --flamegraph diff.svg --diff old.pb.gz
               sprof report app.raw --stats                  unwinding statistics of a raw recording
+              sprof report --store DIR --since 10m --where comm=nginx    sprof agent's windows, merged
+              sprof report --store DIR --since 3h --until 2h --flamegraph
             """)
 
     @Argument(help: "A profile (pprof) or raw recording; default ./\(defaultProfilePath).")
@@ -90,20 +93,39 @@ struct Report: ParsableCommand {
     @Flag(help: "Show names as the binaries state them (mangled C++, Rust and Swift names).")
     var noDemangle = false
 
+    @Option(help: ArgumentHelp("Merge the windows of this store (`sprof agent`'s directory) instead of reading a file.", valueName: "dir"))
+    var store: String?
+
+    @Option(help: ArgumentHelp("With --store: windows from this time on: a duration before now (30s, 10m, 2h, 1d), an RFC 3339 time or unix seconds. Default: the first.", valueName: "time"))
+    var since: String?
+
+    @Option(help: ArgumentHelp("With --store: windows before this time (as --since). Default: the last.", valueName: "time"))
+    var until: String?
+
+    @Option(name: .customLong("where"), help: ArgumentHelp("With --store: only samples with this label (comm=nginx, pid=42, container_id=ID); repeated: all of them.", valueName: "key=value"))
+    var whereLabels: [String] = []
+
     func validate() throws {
         guard ["sprof", "libunwind"].contains(unwinder) else { throw ValidationError("--unwinder must be sprof or libunwind") }
         if diff != nil && flamegraph == nil { throw ValidationError("--diff draws a differential flame graph: add --flamegraph [OUT]") }
         if let focus { do { _ = try Regex(focus) } catch { throw ValidationError("--focus \(focus): not a regular expression: \(error)") } }
+        try validateStore()
     }
 
     func run() throws {
         if stats {
             let reader: RawFileReader
-            do { reader = try RawFileReader(path: file) } catch { fail("--stats needs a raw recording (sprof record --raw): \(error)") }
+            do { reader = try RawFileReader(path: self.file) } catch { fail("--stats needs a raw recording (sprof record --raw): \(error)") }
             printStats(reader)
             return
         }
-        let loaded = loadProfile(file)
+        let (file, loaded) = store.map(loadStore) ?? (self.file, loadProfile(self.file))
+        try show(loaded, name: file)
+    }
+
+    /// Every output of `report` for `loaded` (read from a file or a store, or
+    /// made by `sprof query` from ClickHouse); `file` names it in titles and messages.
+    func show(_ loaded: Profile, name file: String) throws {
         let value = self.value ?? (loaded.valueIndex("offcpu") != nil ? "both" : "samples")
         let (profile, valueIndex) = Self.selectValue(value, of: loaded, file: file)
         let filter = try makeFilter()
@@ -280,4 +302,52 @@ func writeAtomically(_ bytes: [UInt8], to path: String) throws(CaptureError) {
     let file = try AtomicFile(destination: path, mode: 0o644)
     try file.write(bytes)
     try file.commit()
+}
+
+// MARK: - --store
+
+extension Report {
+    func validateStore() throws {
+        guard let store else {
+            if since != nil || until != nil || !whereLabels.isEmpty {
+                throw ValidationError("--since, --until and --where select the windows of a store: add --store DIR")
+            }
+            return
+        }
+        if file != defaultProfilePath { throw ValidationError("give a profile (\(file)) or --store \(store), not both") }
+        if stats { throw ValidationError("--stats needs a raw recording; a store holds profiles") }
+        for (flag, text) in [("--since", since), ("--until", until)] {
+            if let text { do { _ = try StoreTime.parse(text) } catch { throw ValidationError("\(flag) \(error)") } }
+        }
+        for text in whereLabels { do { _ = try LabelMatch(parsing: text) } catch { throw ValidationError("\(error)") } }
+    }
+
+    /// `--store DIR`: the windows in the range merged (ProfileStore.load),
+    /// and the name the report gives it. Files it had to leave out are named
+    /// on stderr; the report goes on without them.
+    func loadStore(_ directory: String) -> (String, Profile) {
+        let now = Date()
+        let store: ProfileStore
+        do { store = try ProfileStore(directory: directory, create: false) } catch { fail("--store \(error)") }
+        var since: Date?, until: Date?
+        var filters: [LabelMatch] = []
+        // Checked by validate(); parsed again here against one `now`.
+        do { if let s = self.since { since = try StoreTime.parse(s, now: now) } } catch { fail("--since \(error)") }
+        do { if let u = self.until { until = try StoreTime.parse(u, now: now) } } catch { fail("--until \(error)") }
+        do { for text in whereLabels { filters.append(try LabelMatch(parsing: text)) } } catch { fail("\(error)") }
+        let loaded: ProfileStore.Loaded
+        do { loaded = try store.load(since: since, until: until, where: filters) } catch { fail("\(error)") }
+        for s in loaded.skipped { FileHandleStderr.write("sprof: skipped \(s)\n") }
+        let range = "between \(since.map(StoreTime.format) ?? "the beginning") and \(until.map(StoreTime.format) ?? "the end") in \(store.directory)"
+        guard let first = loaded.windows.first, let last = loaded.windows.last else {
+            fail("none of the \(loaded.skipped.count) files \(range) could be read (see above)")
+        }
+        if loaded.profile.samples.isEmpty {
+            fail(filters.isEmpty ? "the \(loaded.windows.count) windows \(range) have no samples"
+                 : "no samples match --where \(filters.map(\.description).joined(separator: " --where ")) in the \(loaded.windows.count) windows \(range)")
+        }
+        func time(_ nanos: Int64) -> String { StoreTime.format(Date(timeIntervalSince1970: Double(nanos) / 1e9)) }
+        let windows = loaded.windows.count == 1 ? "1 window" : "\(loaded.windows.count) windows"
+        return ("\(store.directory) (\(windows), \(time(first.startNanos)) – \(time(last.endNanos)))", loaded.profile)
+    }
 }

@@ -20,14 +20,14 @@ struct Sprof: ParsableCommand {
               sprof symbolize -e ./my-app 0x1139                     name an address (addr2line -f -i -C)
               sudo sprof doctor                                      what this kernel allows
             """,
-        subcommands: [Record.self, Report.self, FlameGraphCommand.self, Symbolize.self, Dump.self, Doctor.self])
+        subcommands: [Record.self, Report.self, Query.self, FlameGraphCommand.self, Symbolize.self, Dump.self, Doctor.self])
 
     /// `--flamegraph` takes an optional value (`sprof report --flamegraph`
     /// writes flamegraph.svg), which ArgumentParser has no notion of: a
     /// `--flamegraph` not followed by a name ending in .svg gets the default.
     static func main() {
         var args = Array(CommandLine.arguments.dropFirst())
-        if args.first == "report" {
+        if args.first == "report" || args.first == "query" {
             var i = 1
             while i < args.count {
                 if args[i] == "--flamegraph" {
