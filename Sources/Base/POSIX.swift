@@ -2,9 +2,9 @@
 import Glibc
 #endif
 
-// File-system calls for the layers above capture (the store, the agent's
-// sinks), one wrapper per call, after swift-system's `Internals/Syscalls.swift`
-// (as Sources/Capture/Syscalls.swift is for capture):
+// The C library's file, /proc and clock calls for every layer (capture, the
+// store, the agent's sinks), one wrapper per call, after swift-system's
+// `Internals/Syscalls.swift`:
 //
 // - EINTR is retried here and nowhere else (except by `close`, see there);
 // - a failure comes back as a typed ``Errno``, never through the global
@@ -22,12 +22,14 @@ public enum POSIX {
         public var text: String { String(cString: strerror(code)) }
     }
 
-    /// What `stat(2)` says about a file, the fields the store uses.
+    /// What `stat(2)` says about a file.
     public struct FileStatus: Hashable, Sendable {
         public var mode: mode_t
         public var size: Int
         /// Last modification, seconds since the epoch.
         public var modified: Int64
+        public var device: UInt64
+        public var inode: UInt64
 
         public var isDirectory: Bool { mode & S_IFMT == S_IFDIR }
         public var isRegularFile: Bool { mode & S_IFMT == S_IFREG }
@@ -36,6 +38,8 @@ public enum POSIX {
             mode = st.st_mode
             size = Int(st.st_size)
             modified = Int64(st.st_mtim.tv_sec)
+            device = UInt64(st.st_dev)
+            inode = UInt64(st.st_ino)
         }
     }
 
@@ -85,6 +89,61 @@ extension POSIX {
             if r == 0 { throw Errno(ENOSPC) }
             done += r
         }
+    }
+
+    /// One read(2); may be short, 0 at end of file.
+    public static func read(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ n: Int) throws(Errno) -> Int {
+        while true {
+            let r = c_read(fd, p, n)
+            if r >= 0 { return r }
+            if errno != EINTR { throw .current }
+        }
+    }
+
+    /// One write(2); may be short.
+    public static func write(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) throws(Errno) -> Int {
+        while true {
+            let r = c_write(fd, p, n)
+            if r >= 0 { return r }
+            if errno != EINTR { throw .current }
+        }
+    }
+
+    /// readlink(2): the target of a symbolic link (`/proc/PID/exe`,
+    /// `/proc/PID/map_files/...`), decoded as UTF-8.
+    public static func readlink(_ path: String) throws(Errno) -> String {
+        // PATH_MAX (4096, include/uapi/linux/limits.h) bounds what the kernel
+        // returns; one more byte tells a full buffer from a cut-off target.
+        var buf = [UInt8](repeating: 0, count: 4097)
+        while true {
+            let n = buf.withUnsafeMutableBufferPointer { b in
+                b.withMemoryRebound(to: CChar.self) { c_readlink(path, $0.baseAddress!, 4096) }
+            }
+            if n >= 0 { return String(decoding: buf[0..<n], as: UTF8.self) }
+            if errno != EINTR { throw .current }
+        }
+    }
+
+    /// mmap(2) of a whole file, private and read-only.
+    public static func mmapReadOnly(_ fd: Int32, _ size: Int) throws(Errno) -> UnsafeRawPointer {
+        guard let p = c_mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+            throw .current
+        }
+        return UnsafeRawPointer(p)
+    }
+
+    /// munmap(2). Fails only for arguments no mapping made by
+    /// ``mmapReadOnly(_:_:)`` can have; the result is ignored.
+    public static func munmap(_ p: UnsafeRawPointer, _ size: Int) {
+        _ = c_munmap(UnsafeMutableRawPointer(mutating: p), size)
+    }
+
+    /// clock_gettime(2) of CLOCK_MONOTONIC in nanoseconds: the clock of
+    /// `bpf_ktime_get_ns`, so of every sample time. Cannot fail for this clock.
+    public static func monotonicNanoseconds() -> UInt64 {
+        var ts = timespec()
+        _ = c_clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
     }
 
     /// fsync(2).
@@ -204,4 +263,9 @@ private func c_closedir(_ d: OpaquePointer) -> Int32 { Glibc.closedir(d) }
 private func c_gethostname(_ buf: UnsafeMutablePointer<CChar>, _ n: Int) -> Int32 { Glibc.gethostname(buf, n) }
 private func c_getpid() -> Int32 { Glibc.getpid() }
 private func c_geteuid() -> UInt32 { Glibc.geteuid() }
+private func c_readlink(_ p: String, _ buf: UnsafeMutablePointer<CChar>, _ n: Int) -> Int { Glibc.readlink(p, buf, n) }
+private func c_mmap(_ a: UnsafeMutableRawPointer?, _ n: Int, _ prot: Int32, _ flags: Int32, _ fd: Int32,
+                    _ off: off_t) -> UnsafeMutableRawPointer? { Glibc.mmap(a, n, prot, flags, fd, off) }
+private func c_munmap(_ p: UnsafeMutableRawPointer, _ n: Int) -> Int32 { Glibc.munmap(p, n) }
+private func c_clock_gettime(_ clock: clockid_t, _ ts: inout timespec) -> Int32 { Glibc.clock_gettime(clock, &ts) }
 #endif
