@@ -252,7 +252,8 @@ public struct ProfileStore: Sendable {
     }
 
     /// Merges the windows overlapping `[since, until)` into one profile,
-    /// keeping only samples that match every `filter` (before merging, so
+    /// keeping only samples that pass `filter` (``LabelMatch/matches(_:all:)``: every key, a repeated key
+    /// meaning alternatives; before merging, so
     /// memory holds the matching samples only). A window that cannot be
     /// read, decoded or merged is skipped and named, never fatal: a window
     /// damaged by a crash must not break every later report. No window in
@@ -296,7 +297,7 @@ public struct ProfileStore: Sendable {
                 continue
             }
             if !filter.isEmpty {
-                window.samples.removeAll { s in !filter.allSatisfy { $0.matches(s) } }
+                window.samples.removeAll { s in !LabelMatch.matches(s, all: filter) }
             }
             do { try merger.add(window) } catch {
                 skipped.append(Skipped(path: file.path, reason: Self.reason(error, file.path)))

@@ -115,4 +115,15 @@ public struct LabelMatch: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { "\(key)=\(value)" }
+
+    /// Whether `sample` passes a list of `--where` filters, as `sprof query`
+    /// reads them: every key must hold, and a key given more than once means
+    /// alternatives (`--where comm=nginx --where comm=envoy --where pid=42`:
+    /// nginx or envoy, and pid 42). A sample has one value per label, so
+    /// alternatives are the only useful reading of a repeated key.
+    public static func matches(_ sample: Profile.Sample, all filters: [LabelMatch]) -> Bool {
+        var byKey: [String: Bool] = [:]
+        for f in filters { byKey[f.key] = (byKey[f.key] ?? false) || f.matches(sample) }
+        return byKey.values.allSatisfy { $0 }
+    }
 }

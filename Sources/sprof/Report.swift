@@ -102,7 +102,7 @@ struct Report: ParsableCommand {
     @Option(help: ArgumentHelp("With --store: windows before this time (as --since). Default: the last.", valueName: "time"))
     var until: String?
 
-    @Option(name: .customLong("where"), help: ArgumentHelp("With --store: only samples with this label (comm=nginx, pid=42, container_id=ID); repeated: all of them.", valueName: "key=value"))
+    @Option(name: .customLong("where"), help: ArgumentHelp("With --store: only samples with this label (comm=nginx, pid=42, container_id=ID); different keys must all hold, a repeated key means alternatives.", valueName: "key=value"))
     var whereLabels: [String] = []
 
     func validate() throws {

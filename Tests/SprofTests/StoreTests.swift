@@ -294,7 +294,10 @@ final class StoreTests: XCTestCase {
         }
         XCTAssertEqual(try sum(["comm=nginx"]), ["nginx;main;serve;parse": 5, "nginx;main;serve;write": 2])
         XCTAssertEqual(try sum(["pid=42"]), ["nginx;main;serve;parse": 5, "redis;main;loop": 4])
-        XCTAssertEqual(try sum(["comm=nginx", "pid=42"]), ["nginx;main;serve;parse": 5], "several --where are ANDed")
+        XCTAssertEqual(try sum(["comm=nginx", "pid=42"]), ["nginx;main;serve;parse": 5], "different keys: all must hold")
+        XCTAssertEqual(try sum(["comm=nginx", "comm=redis", "pid=42"]), ["nginx;main;serve;parse": 5, "redis;main;loop": 4],
+                       "a repeated key: alternatives, as sprof query reads it")
+        XCTAssertEqual(try sum(["pid=43", "pid=42", "comm=redis"]), ["redis;main;loop": 4])
         XCTAssertEqual(try sum(["container_id=3f2a9c"]), ["nginx;main;serve;parse": 5])
         XCTAssertEqual(try sum(["comm=nobody"]), [:])
         for bad in ["comm", "=nginx", "comm="] {
