@@ -256,16 +256,9 @@ extension KernelSymbols {
         out += blob
         _ = mkdir(directory, 0o700)
         let temporary = "\(file).\(getpid()).tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return }
-        var done = 0, ok = true
-        out.withUnsafeBytes { p in
-            while ok && done < p.count {
-                let n = Glibc.write(fd, p.baseAddress! + done, p.count - done)
-                if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else { ok = false }
-            }
-        }
-        close(fd)
-        if !ok || rename(temporary, file) != 0 { unlink(temporary) }
+        guard let fd = try? POSIX.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) else { return }
+        let written = (try? POSIX.writeAll(fd, out)) != nil
+        try? POSIX.close(fd)
+        if !written || (try? POSIX.rename(temporary, file)) == nil { try? POSIX.unlink(temporary) }
     }
 }

@@ -1,3 +1,4 @@
+import SprofBase
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -96,17 +97,7 @@ public struct CgroupLabels: Equatable, Sendable {
 
 /// A /proc file read whole (they are small and report size 0).
 func readSmallFile(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var out: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        if n < 0 { return nil }
-        if n == 0 { break }
-        out += buffer[0..<n]
-    }
-    return String(decoding: out, as: UTF8.self)
+    guard let fd = try? POSIX.open(path, O_RDONLY | O_CLOEXEC) else { return nil }
+    defer { try? POSIX.close(fd) }
+    return (try? POSIX.readAll(fd, size: 4096)).map { String(decoding: $0, as: UTF8.self) }
 }
