@@ -70,13 +70,15 @@ let package = Package(
         .target(name: "SprofStore", dependencies: ["SprofBase", "SprofProfile"], path: "Sources/Store"),
         // The agent's ClickHouse sink and `sprof query` (issue 9).
         .target(name: "SprofClickHouse", dependencies: ["SprofProfile"], path: "Sources/ClickHouse", exclude: ["README.md"]),
-        // `sprof agent` (issue 9): process labels from cgroups so far.
-        .target(name: "SprofAgent", dependencies: ["SprofBase"], path: "Sources/Agent"),
+        // `sprof agent`'s parts (issue 9): configuration, cgroup labels, the local HTTP
+        // endpoint and its page, metrics, the CPU budget, the Pyroscope push.
+        .target(name: "SprofAgent", dependencies: ["SprofBase", "SprofProfile", "SprofStore", "SprofFlameGraph"],
+                path: "Sources/Agent"),
         // Folded stacks to SVG/HTML; knows nothing of BPF or ELF. Usable on its own.
         .target(name: "SprofFlameGraph", path: "flamegraph"),
         .executableTarget(name: "sprof",
                           dependencies: ["SprofBase", "SprofCapture", "SprofUnwind", "SprofSymbols", "SprofProfile", "SprofFlameGraph",
-                                         "SprofStore", "SprofClickHouse",
+                                         "SprofStore", "SprofClickHouse", "SprofAgent",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log")],
                           path: "Sources/sprof"),

@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <sys/ioctl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -33,6 +34,13 @@ int sprof_open_cpu_clock(int pid, int cpu, uint64_t period_ns)
 	/* glibc has no wrapper for perf_event_open(2) */
 	long fd = syscall(SYS_perf_event_open, &attr, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
 	return fd < 0 ? -errno : (int)fd;
+}
+
+int sprof_perf_set_period(int fd, uint64_t period_ns)
+{
+	/* PERF_EVENT_IOC_PERIOD (perf_event_open(2)): the new period takes effect
+	 * at the next overflow, without closing the event or detaching BPF. */
+	return ioctl(fd, PERF_EVENT_IOC_PERIOD, &period_ns) < 0 ? -errno : 0;
 }
 
 static sprof_log_sink log_sink;

@@ -276,6 +276,19 @@ public final class ProcessTable: @unchecked Sendable {
         _ = table.withLock { $0.entries.removeValue(forKey: pid) }
     }
 
+    /// The pids it knows, ascending.
+    public var knownPids: [Int32] { table.withLock { $0.entries.keys.sorted() } }
+
+    /// Forgets every pid `/proc` says has exited (a continuous recording
+    /// calls it between windows, so a storm of short-lived processes does
+    /// not grow the table); returns them. The build-id cache is bounded on
+    /// its own (65,536 files).
+    public func forgetExited() -> [Int32] {
+        let gone = knownPids.filter { procSaysExited(pid: $0) }
+        if !gone.isEmpty { table.withLock { t in for pid in gone { t.entries[pid] = nil } } }
+        return gone
+    }
+
     // MARK: - Internals
 
     private enum Action {
@@ -395,7 +408,11 @@ public final class ProcessTable: @unchecked Sendable {
             // same file at once; both get the same answer.
             guard let read = readBuildID(of: m, pid: pid) else { continue }
             resolved[key] = .some(read)
-            buildIDs.withLock { $0.byFile[key] = .some(read) }
+            buildIDs.withLock { c in
+                // Bounded (a host that keeps building new binaries): start over past the limit.
+                if c.byFile.count >= 65_536 { c.byFile.removeAll(keepingCapacity: true) }
+                c.byFile[key] = .some(read)
+            }
         }
         guard !resolved.isEmpty else { return }
         for i in maps.indices where maps[i].isFile {

@@ -60,11 +60,68 @@ public struct RecordSettings: Sendable {
     public var makeSymbolization: (@Sendable () -> any RecordingSymbolization)?
     /// Also record where threads wait off the CPU (`--off-cpu`); nil: on-CPU only.
     public var offCPU: OffCPUSettings?
+    /// A continuous recording cut into windows, one raw file each (`sprof
+    /// agent`); nil: one file at `output`.
+    public var windows: WindowRotation?
+    /// Called by the main loop about once a second; a rate it returns
+    /// becomes the sampling frequency, changed in place (the BPF program
+    /// stays loaded). `sprof agent` keeps to its CPU budget with it.
+    public var control: (@Sendable (RecorderStatus) -> Int?)?
 
     public init(target: RecordTarget, output: String) {
         self.target = target
         self.output = output
     }
+}
+
+/// How a continuous recording is cut into windows. Each window is a
+/// complete raw file (metadata, processes, mappings, samples, names,
+/// stats) committed atomically, so a crash loses at most the open one.
+/// Between windows the BPF program, the process table and the unwinder's
+/// caches carry over; processes that exited are forgotten.
+public struct WindowRotation: Sendable {
+    /// The window's length.
+    public var seconds: Double
+    /// The raw file of window `index` (0, 1, ...); `RecordSettings.output`
+    /// is not used.
+    public var path: @Sendable (_ index: Int) -> String
+    /// Called on the writer thread with each window as it closes, written or
+    /// not; must return quickly (hand the file to another thread).
+    public var onWindow: @Sendable (ClosedWindow) -> Void
+
+    public init(seconds: Double, path: @escaping @Sendable (Int) -> String,
+                onWindow: @escaping @Sendable (ClosedWindow) -> Void) {
+        self.seconds = seconds
+        self.path = path
+        self.onWindow = onWindow
+    }
+}
+
+/// A window of a continuous recording, closed.
+public struct ClosedWindow: Sendable {
+    public var index: Int
+    /// The committed raw file; nil when the window could not be written
+    /// (`error` says why; its samples are counted in `lost`).
+    public var path: String?
+    public var error: CaptureError?
+    public var samples: UInt64
+    /// Samples lost in this window: kernel buffer, queue, perf buffer, and
+    /// those that could not be written.
+    public var lost: UInt64
+    public var durationNanoseconds: UInt64
+    /// The recording ends with this window.
+    public var isLast: Bool
+}
+
+/// What the main loop tells `RecordSettings.control`.
+public struct RecorderStatus: Sendable {
+    public var elapsedSeconds: Double
+    public var samples: UInt64
+    public var lost: UInt64
+    /// The sampling frequency now.
+    public var frequency: Int
+    /// Why the last change of frequency was refused, if it was.
+    public var frequencyError: String?
 }
 
 /// Online unwinding, provided by a layer above capture (SprofUnwind), so
@@ -173,7 +230,7 @@ public final class Recorder: @unchecked Sendable {
         }
         // The output first: an unwritable destination fails before anything is loaded.
         // 0600: the file holds raw stack bytes, which can contain secrets.
-        let writer = try RawFileWriter(path: s.output, mode: 0o600)
+        let writer = try RawFileWriter(path: s.windows?.path(0) ?? s.output, mode: 0o600)
         let object: SamplerObject
         if let off = s.offCPU {
             object = try Recorder.loadWithOffCPU(off, variants: variants, settings: s)
@@ -222,26 +279,118 @@ public final class Recorder: @unchecked Sendable {
         let makeUnwinder = s.makeUnwinder
         let makeSymbolization = s.makeSymbolization
         let symbolizationReport = Mutex<(locations: Int, nanoseconds: UInt64)?>(nil)
+        let rotation = s.windows
+        let slot = WriterSlot(writer)
         let writerThread = Thread {
             defer { writerDone.signal() }
             var records = ProcessRecords()
             var generations: [Int32: UInt64] = [:]
             let unwinder = makeUnwinder?()
-            let symbolization = makeSymbolization?()
+            var symbolization = makeSymbolization?()
             let frames = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: 512)
             defer { frames.deallocate() }
-            func keep(_ error: CaptureError) { writeError.withLock { if $0 == nil { $0 = error } } }
+            // A continuous recording's window: an error ends the window, not the recording.
+            var window = (index: 0, samples: UInt64(0), unwritten: UInt64(0), start: meta.monotonicStartNanoseconds,
+                          lostAtStart: UInt64(0), error: CaptureError?.none)
+            func keep(_ error: CaptureError) {
+                if rotation != nil {
+                    if window.error == nil { window.error = error }
+                } else {
+                    writeError.withLock { if $0 == nil { $0 = error } }
+                }
+            }
             func writeExits() throws(CaptureError) {
                 let notices = exitNotices.withLock { n -> [ExitNotice] in
                     let taken = n
                     n = []
                     return taken
                 }
+                guard let writer = slot.writer else { return }
                 for n in notices {
                     if let r = records.exited(pid: n.pid, at: n.timeNanoseconds) { try writer.writeProcess(r) }
                 }
             }
-            while let sample = queue.pop() {
+            /// The end of a file: exits, then the names of every address in it.
+            func finishContents() throws(CaptureError) {
+                guard let writer = slot.writer else { return }
+                // Every sample is written. Exits noticed while the last ones
+                // drained, then those of unwatched processes (-a) that /proc
+                // says are gone now; when they went is not known.
+                try writeExits()
+                for pid in records.pidsNotKnownToHaveExited where procSaysExited(pid: pid) {
+                    if let r = records.exited(pid: pid, at: nil) { try writer.writeProcess(r) }
+                }
+                // Name every address now, before the file is committed.
+                if let symbolization {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    let locations = symbolization.locations()
+                    try writer.writeLocations(locations)
+                    let took = DispatchTime.now().uptimeNanoseconds - t0
+                    symbolizationReport.withLock { $0 = (locations.count, took) }
+                }
+            }
+            /// Closes the window at `mark`, hands it over, and opens the next unless it is the last.
+            func rotate(_ mark: WindowMark, _ rotation: WindowRotation) {
+                var closed = ClosedWindow(index: window.index, path: nil, error: window.error, samples: window.samples,
+                                          lost: mark.lostSoFar &- window.lostAtStart + window.unwritten,
+                                          durationNanoseconds: mark.monotonicNanoseconds &- window.start, isLast: mark.isLast)
+                if let writer = slot.writer {
+                    if window.error == nil {
+                        do throws(CaptureError) {
+                            try finishContents()
+                            var stats = RawStats(samplesWritten: window.samples, samplesLost: closed.lost, counters: [:],
+                                                 durationNanoseconds: closed.durationNanoseconds,
+                                                 endReason: mark.isLast ? mark.reason : "window")
+                            if let (n, ns) = symbolizationReport.withLock({ $0 }) {
+                                stats.counters["symbolized_locations"] = UInt64(n)
+                                stats.counters["symbolize_us"] = ns / 1000
+                            }
+                            _ = try writer.finish(stats: stats)
+                            closed.path = writer.path
+                        } catch {
+                            closed.error = error
+                            writer.abandon()
+                        }
+                    } else {
+                        writer.abandon()
+                    }
+                }
+                if closed.path == nil && closed.error == nil { closed.error = window.error }
+                if closed.path == nil { closed.lost += closed.samples; closed.samples = 0 }
+                rotation.onWindow(closed)
+                slot.writer = nil
+                guard !mark.isLast else { return }
+                // The next window: its own file with everything needed to read it alone.
+                window = (window.index + 1, 0, 0, mark.monotonicNanoseconds, mark.lostSoFar, nil)
+                records = ProcessRecords()
+                generations = [:]
+                symbolization = makeSymbolization?()
+                for pid in processes.forgetExited() { unwinder?.forget(pid: pid) }
+                var m = meta
+                m.monotonicStartNanoseconds = mark.monotonicNanoseconds
+                m.wallClockStartNanoseconds = mark.wallClockNanoseconds
+                do throws(CaptureError) {
+                    let w = try RawFileWriter(path: rotation.path(window.index), mode: 0o600)
+                    do throws(CaptureError) { try w.writeMetadata(m) } catch { w.abandon(); throw error }
+                    slot.writer = w
+                } catch {
+                    window.error = error
+                }
+            }
+            while let item = queue.next() {
+                let sample: RawSample
+                switch item {
+                case .windowEnd(let mark):
+                    if let rotation { rotate(mark, rotation) }
+                    continue
+                case .sample(let s):
+                    sample = s
+                }
+                guard let writer = slot.writer, window.error == nil else {
+                    // This window could not be written: its samples are counted as lost.
+                    window.unwritten += 1
+                    continue
+                }
                 do throws(CaptureError) {
                     try writeExits()
                     if !records.hasRecord(pid: sample.tgid) {
@@ -267,27 +416,15 @@ public final class Recorder: @unchecked Sendable {
                     }
                     symbolization?.note(sample, generation: gen, mappings: mappings, userFrames: userFrames)
                     samplesWritten.add(1, ordering: .relaxed)
+                    window.samples += 1
                 } catch {
                     keep(error)
-                    // keep draining so the reader never blocks; the error ends the recording
+                    // keep draining so the reader never blocks; the error ends the recording (the window)
                 }
             }
-            // Every sample is written. Exits noticed while the last ones
-            // drained, then those of unwatched processes (-a) that /proc
-            // says are gone now; when they went is not known.
+            guard rotation == nil else { return }  // the last window closed at its mark
             do throws(CaptureError) {
-                try writeExits()
-                for pid in records.pidsNotKnownToHaveExited where procSaysExited(pid: pid) {
-                    if let r = records.exited(pid: pid, at: nil) { try writer.writeProcess(r) }
-                }
-                // Name every address now, before the file is committed.
-                if let symbolization, writeError.withLock({ $0 == nil }) {
-                    let t0 = DispatchTime.now().uptimeNanoseconds
-                    let locations = symbolization.locations()
-                    try writer.writeLocations(locations)
-                    let took = DispatchTime.now().uptimeNanoseconds - t0
-                    symbolizationReport.withLock { $0 = (locations.count, took) }
-                }
+                if writeError.withLock({ $0 == nil }) { try finishContents() }
             } catch {
                 keep(error)
             }
@@ -303,7 +440,7 @@ public final class Recorder: @unchecked Sendable {
             if child > 0 { var st: Int32 = 0; waitpid(child, &st, 0) }
             queue.close()
             writerDone.wait()
-            writer.abandon()
+            slot.writer?.abandon()
             throw error
         }
 
@@ -346,6 +483,18 @@ public final class Recorder: @unchecked Sendable {
         var alive = Set(watched)
         let isTTY = isatty(2) == 1 && s.statusLine
         var lastStatus = start
+        func lostSoFar() -> UInt64 { object.counterValues().lost + queue.droppedCount + sampler.perfBufferLost }
+        // Windows end on wall-clock multiples of their length (12:00:10,
+        // 12:00:20, ...), so those of many hosts line up; the first is shorter.
+        var windowEnd = UInt64.max
+        if let w = s.windows {
+            let length = UInt64(w.seconds * 1e9)
+            let wall = wallClockNanoseconds()
+            windowEnd = start + (wall / length + 1) * length - wall
+        }
+        var frequency = s.frequency
+        var frequencyError: String?
+        var lastControl = start
         loop: while true {
             if recordStopRequested.load(ordering: .relaxed) != 0 { reason = .signal; break }
             let now = monotonicNanoseconds()
@@ -364,6 +513,26 @@ public final class Recorder: @unchecked Sendable {
                 noteExit(pid)
             }
             if !watched.isEmpty && alive.isEmpty { reason = .targetExited; break loop }
+            if now >= windowEnd, let w = s.windows {
+                queue.markWindowEnd(WindowMark(monotonicNanoseconds: now, wallClockNanoseconds: wallClockNanoseconds(),
+                                               lostSoFar: lostSoFar()))
+                let length = UInt64(w.seconds * 1e9)
+                windowEnd += length
+                if windowEnd <= now { windowEnd = now + length }  // the loop was stalled
+            }
+            if let control = s.control, now - lastControl >= 1_000_000_000 {
+                lastControl = now
+                let status = RecorderStatus(elapsedSeconds: Double(now - start) / 1e9, samples: samplesWritten.load(ordering: .relaxed),
+                                            lost: lostSoFar(), frequency: frequency, frequencyError: frequencyError)
+                if let f = control(status), f != frequency, f >= 1 {
+                    do throws(CaptureError) {
+                        try sampler.setFrequency(f)
+                        frequency = f
+                    } catch {
+                        frequencyError = "could not change the sampling rate to \(f) Hz: \(error)"
+                    }
+                }
+            }
             if isTTY && now - lastStatus >= 250_000_000 {
                 lastStatus = now
                 let c = object.counterValues()
@@ -385,6 +554,12 @@ public final class Recorder: @unchecked Sendable {
                 if let sample = WaitsInProgress.sample(w, end: end, userStackSize: s.userStackSize), queue.push(sample) { ongoing += 1 }
             }
         }
+        if s.windows != nil {
+            var last = WindowMark(monotonicNanoseconds: end, wallClockNanoseconds: wallClockNanoseconds(), lostSoFar: lostSoFar())
+            last.isLast = true
+            last.reason = reason.rawValue
+            queue.markWindowEnd(last)
+        }
         queue.close()
         writerDone.wait()
         if isTTY { FileHandle.standardError.write("\r\u{1b}[K".data(using: .utf8)!) }
@@ -399,6 +574,15 @@ public final class Recorder: @unchecked Sendable {
             }
         }
 
+        if s.windows != nil {
+            // Each window was committed (or reported) as it closed.
+            let counters = object.counterValues()
+            return RecordSummary(samples: samplesWritten.load(ordering: .relaxed), lost: lostSoFar(),
+                                 durationSeconds: Double(end - start) / 1e9, bytesWritten: 0, reason: reason,
+                                 commandExitStatus: exitStatus, counters: counters, variants: variants,
+                                 offCPUPoint: object.offCPUPoint, offCPUMinimumNanoseconds: s.offCPU?.minimumNanoseconds ?? 0,
+                                 offCPUOngoing: ongoing)
+        }
         if let e = writeError.withLock({ $0 }) { writer.abandon(); throw e }
         let counters = object.counterValues()
         let lost = counters.lost + queue.droppedCount + sampler.perfBufferLost
@@ -450,6 +634,16 @@ public final class Recorder: @unchecked Sendable {
 }
 
 public let sprofVersion = "0.1.0"
+
+/// CLOCK_REALTIME in nanoseconds since the Unix epoch.
+func wallClockNanoseconds() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1e9) }
+
+/// Holds the writer of the current window; the writer thread replaces it
+/// between windows, the main thread reads it only once that thread is done.
+final class WriterSlot: @unchecked Sendable {
+    var writer: RawFileWriter?
+    init(_ writer: RawFileWriter) { self.writer = writer }
+}
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of sample times.
 public func monotonicNanoseconds() -> UInt64 { Syscalls.monotonicNanoseconds() }

@@ -10,6 +10,11 @@ final class SampleQueue: @unchecked Sendable {
     private var head = 0
     private var bytes = 0
     private var closed = false
+    /// Window ends (`sprof agent`): each falls after the sample pushed
+    /// before it, counted in samples pushed since the start.
+    private var marks: [(afterPushed: UInt64, mark: WindowMark)] = []
+    private var pushed: UInt64 = 0
+    private var popped: UInt64 = 0
     private(set) var dropped: UInt64 = 0
     let byteLimit: Int
 
@@ -29,7 +34,17 @@ final class SampleQueue: @unchecked Sendable {
         }
         items.append(sample)
         bytes += size
+        pushed += 1
         return true
+    }
+
+    /// Ends the current window after the samples pushed so far and wakes the
+    /// consumer: `next()` hands it over in order.
+    func markWindowEnd(_ mark: WindowMark) {
+        condition.lock()
+        marks.append((pushed, mark))
+        condition.signal()
+        condition.unlock()
     }
 
     /// Wakes the consumer if samples are waiting.
@@ -39,20 +54,30 @@ final class SampleQueue: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Next sample, waiting for one; nil once closed and empty.
-    func pop() -> RawSample? {
+    enum Item {
+        case sample(RawSample)
+        case windowEnd(WindowMark)
+    }
+
+    /// Next sample or window end, waiting for one; nil once closed and empty.
+    func next() -> Item? {
         condition.lock()
         defer { condition.unlock() }
-        while head == items.count && !closed { condition.wait() }
+        while head == items.count && !closed && marks.first == nil { condition.wait() }
+        if let m = marks.first, m.afterPushed == popped {
+            marks.removeFirst()
+            return .windowEnd(m.mark)
+        }
         guard head < items.count else { return nil }
         let s = items[head]
         head += 1
+        popped += 1
         bytes -= s.stackBytes.count + 128
         if head > 1024 && head * 2 > items.count {
             items.removeFirst(head)
             head = 0
         }
-        return s
+        return .sample(s)
     }
 
     /// No more pushes; `pop` returns what is left, then nil.
@@ -68,4 +93,18 @@ final class SampleQueue: @unchecked Sendable {
         defer { condition.unlock() }
         return dropped
     }
+}
+
+/// The end of a window of a continuous recording, as the main loop saw it.
+struct WindowMark: Sendable {
+    /// CLOCK_MONOTONIC at the end.
+    var monotonicNanoseconds: UInt64
+    /// CLOCK_REALTIME at the end (the next window's start in its metadata).
+    var wallClockNanoseconds: UInt64
+    /// Lost samples since the start (kernel buffer, queue, perf buffer).
+    var lostSoFar: UInt64
+    /// The recording ends here.
+    var isLast = false
+    /// Why it ended, for the last window.
+    var reason = ""
 }

@@ -111,6 +111,17 @@ public final class Sampler: @unchecked Sendable {
         return 0
     }
 
+    /// Changes the sampling rate of every CPU's event in place (the BPF
+    /// program stays attached): `sprof agent` lowers it to stay in its CPU
+    /// budget. Throws on the first event that refuses.
+    public func setFrequency(_ frequency: Int) throws(CaptureError) {
+        let period = UInt64(1_000_000_000 / max(frequency, 1))
+        for fd in perfFDs {
+            let r = sprof_perf_set_period(fd, period)
+            if r < 0 { throw .perfEventFailed(cpu: -1, errno: -r, hint: "changing the sampling period") }
+        }
+    }
+
     /// Consumes whatever is buffered without waiting.
     public func drain() {
         if let ring { _ = ring_buffer__consume(ring) }

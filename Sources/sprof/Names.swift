@@ -32,13 +32,19 @@ final class RecordingSymbolizer: RecordingSymbolization {
     /// JIT code is named when it is seen: its perf map may be gone, or the
     /// memory reused, by the end.
     private var early: [RawLocation.Key: RawLocation] = [:]
-    private lazy var symbolizer = makeSymbolizer()
+    private let shared: Symbolizer?
+    private lazy var symbolizer = shared ?? makeSymbolizer()
     /// Stacks already noted: a repeated stack costs one hash of its
     /// addresses, not a set insertion a frame. Bounded; past the limit every
     /// frame is noted again (the set of keys is what counts).
     private struct SeenStack: Hashable { var pid: Int32; var generation: UInt64; var kernelCount: Int; var addresses: [UInt64] }
     private var seen: Set<SeenStack> = []
     private let seenLimit = 200_000
+
+    /// - Parameter symbolizer: one to share across recordings (`sprof agent`'s
+    ///   windows, on one thread), whose owner reports the files that gave no
+    ///   names; nil makes its own at the first name needed and reports them.
+    init(symbolizer: Symbolizer? = nil) { shared = symbolizer }
 
     func note(_ sample: RawSample, generation: UInt64, mappings: [Mapping], userFrames: UnsafeBufferPointer<UInt64>) {
         let pid = sample.tgid
@@ -84,7 +90,7 @@ final class RecordingSymbolizer: RecordingSymbolization {
                                                                       mapping: snapshot?.mapping(containing: a), live: true)))
             }
         }
-        reportUnavailable(symbolizer.unavailable)
+        if shared == nil { reportUnavailable(symbolizer.unavailable) }
         return out
     }
 }

@@ -18,9 +18,11 @@ struct Sprof: ParsableCommand {
               sudo sprof record -a -d 5                              every process, 5 s
               sprof dump app.raw | head                              a raw recording's samples (record --raw)
               sprof symbolize -e ./my-app 0x1139                     name an address (addr2line -f -i -C)
+              sudo sprof agent                                       profile the whole machine continuously
+              sprof report --store /var/lib/sprof/store --since 10m  what the agent saw in the last 10 minutes
               sudo sprof doctor                                      what this kernel allows
             """,
-        subcommands: [Record.self, Report.self, Query.self, FlameGraphCommand.self, Symbolize.self, Dump.self, Doctor.self])
+        subcommands: [Record.self, Report.self, AgentCommand.self, Query.self, FlameGraphCommand.self, Symbolize.self, Dump.self, Doctor.self])
 
     /// `--flamegraph` takes an optional value (`sprof report --flamegraph`
     /// writes flamegraph.svg), which ArgumentParser has no notion of: a

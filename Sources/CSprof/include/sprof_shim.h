@@ -17,6 +17,8 @@
  * task (cpu -1), sampling every `period_ns` of CPU time, disabled until the
  * BPF program is attached. Returns the fd or -errno. */
 int sprof_open_cpu_clock(int pid, int cpu, uint64_t period_ns);
+/* Changes a sampling event's period in place; 0 or -errno. */
+int sprof_perf_set_period(int fd, uint64_t period_ns);
 
 /* Route libbpf's printf-style log to `sink` as formatted lines
  * (level: 0 warn, 1 info, 2 debug). NULL silences libbpf. */

@@ -1,0 +1,591 @@
+import Foundation
+import SprofAgent
+import SprofBase
+import SprofCapture
+import SprofClickHouse
+import SprofProfile
+import SprofStore
+import SprofSymbols
+import SprofUnwind
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What one run of the agent does: the effective configuration, made
+/// concrete (directories chosen, host known).
+struct AgentSettings: Sendable, Equatable {
+    var frequency = 19
+    var windowSeconds = 10.0
+    var offCPU = false
+    var offCPUMinimumMicroseconds = 1000.0
+    var userStackSize = 16 << 10
+    /// Cores (0.01 = 1% of one core).
+    var cpuBudget = 0.01
+    var host = KernelInfo.hostname
+    /// nil: no local store.
+    var storeDirectory: String?
+    var storeMaxAge: Double = 7 * 86_400
+    var storeMaxBytes = 2 << 30
+    /// "host:port"; nil: no HTTP endpoint.
+    var listen: String? = "127.0.0.1:7070"
+    var allowRemote = false
+    var clickHouseURL: String?
+    var clickHouseSpoolDirectory = ""
+    var clickHouseSpoolBytes = 256 << 20
+    var clickHouseRetentionDays = 30
+    var pyroscopeURL: String?
+    var pyroscopeAppName = "sprof"
+    /// Static labels on every sample.
+    var labels: [String: String] = [:]
+    /// Stop after this many seconds (tests, benchmarks); nil: until SIGTERM.
+    var duration: Double?
+    /// Where the open window's raw file is kept (tmpfs when root).
+    var runtimeDirectory = AgentSettings.defaultRuntimeDirectory
+
+    static var defaultRuntimeDirectory: String {
+        if let d = ProcessInfo.processInfo.environment["SPROF_RUNTIME_DIR"], !d.isEmpty { return d }
+        return getuid() == 0 ? "/run/sprof" : NSTemporaryDirectory() + "sprof-\(getuid())"
+    }
+}
+
+/// Memory bounds of the agent's caches: the compiled unwind tables (by
+/// build-id, least recently used evicted) and the symbolizer's modules
+/// (trimmed between windows). Together with the 4 MiB ring buffer (mapped
+/// twice) and a window's samples they keep the agent under 100 MB.
+enum AgentBounds {
+    static let unwindTables = 48 << 20
+    static let symbols = 32 << 20
+    static let queue = 16 << 20
+    /// Windows waiting to be converted and written; past it the oldest is dropped and counted.
+    static let pendingWindows = 6
+}
+
+/// The processes of one window, noted on the writer thread at their first
+/// sample, while they live: their cgroup (container, systemd unit). A
+/// process that lived only milliseconds may be gone by then; its samples
+/// still carry the kernel's `comm` and the executable's path.
+final class WindowNotes: @unchecked Sendable {
+    private let cgroups = Mutex<[Int32: CgroupLabels]>([:])
+
+    func note(pid: Int32) {
+        guard pid > 0, let labels = CgroupLabels.of(pid: pid) else { return }
+        cgroups.withLock { $0[pid] = labels }
+    }
+
+    func cgroup(of pid: Int32) -> CgroupLabels? { cgroups.withLock { $0[pid] } }
+}
+
+/// The recording's symbolization for one window (names every address at the
+/// window's end with the agent's shared symbolizer), noting each new
+/// process's cgroup as it goes.
+final class AgentWindowSymbolization: RecordingSymbolization {
+    private let inner: RecordingSymbolizer
+    let notes = WindowNotes()
+    private var seen: Set<Int32> = []
+
+    init(symbolizer: Symbolizer) { inner = RecordingSymbolizer(symbolizer: symbolizer) }
+
+    func note(_ sample: RawSample, generation: UInt64, mappings: [Mapping], userFrames: UnsafeBufferPointer<UInt64>) {
+        if seen.insert(sample.tgid).inserted { notes.note(pid: sample.tgid) }
+        inner.note(sample, generation: generation, mappings: mappings, userFrames: userFrames)
+    }
+
+    func locations() -> [RawLocation] { inner.locations() }
+}
+
+/// Where each window goes: the store, ClickHouse, Pyroscope. Each sink's
+/// failure is its own: it is counted and logged, and neither stops
+/// sampling nor the other sinks.
+final class AgentSinks: @unchecked Sendable {
+    let store: ProfileStore?
+    let clickHouse: ClickHouseSink?
+    let pyroscope: PyroscopePusher?
+    let settings: AgentSettings
+    /// Touched only by the windows thread.
+    var lastClickHouseRetention = Date.distantPast
+
+    init(_ s: AgentSettings) throws {
+        settings = s
+        store = try s.storeDirectory.map { d throws(StoreError) in try ProfileStore(directory: d) }
+        if let url = s.clickHouseURL {
+            var c = ClickHouseSink.Configuration(url: url, spoolDirectory: s.clickHouseSpoolDirectory)
+            c.maxSpoolBytes = Int64(s.clickHouseSpoolBytes)
+            clickHouse = try ClickHouseSink(c, log: { agentLog("clickhouse: \($0)") })
+        } else {
+            clickHouse = nil
+        }
+        if let url = s.pyroscopeURL {
+            var c = PyroscopePusher.Configuration(url: url, appName: s.pyroscopeAppName, sampleRate: s.frequency)
+            c.labels = s.labels.merging(["host": s.host]) { a, _ in a }
+            pyroscope = try PyroscopePusher(c, log: { agentLog("pyroscope: \($0)") })
+        } else {
+            pyroscope = nil
+        }
+    }
+
+    func close() {
+        if let clickHouse, !clickHouse.close(timeout: 10) {
+            agentLog("clickhouse: the server did not take everything in 10 s; the rest stays in \(settings.clickHouseSpoolDirectory) for the next start")
+        }
+        if let pyroscope, !pyroscope.close(timeout: 5) { agentLog("pyroscope: windows not pushed in 5 s were dropped") }
+    }
+}
+
+/// `sprof agent`: samples every CPU continuously, one window at a time.
+///
+/// Threads: the recorder's (reader, writer: unwinding and naming while the
+/// processes live, one raw file per window in the runtime directory, a
+/// tmpfs), one that turns each closed window into a profile and hands it
+/// to the sinks, the sinks' senders, and the HTTP endpoint's. The main
+/// thread runs the recorder and, on SIGHUP, restarts it with the reloaded
+/// configuration (the open window is closed and written first).
+final class AgentRunner: @unchecked Sendable {
+    private(set) var settings: AgentSettings
+    let metrics = Metrics()
+    private let reload: (@Sendable () throws -> AgentSettings)?
+    private let jobs = NSCondition()
+    private var pending: [(ClosedWindow, WindowNotes?)] = []
+    private var closing = false
+    private let sinksLock = Mutex<AgentSinks?>(nil)
+    private var endpoint: HTTPEndpoint?
+    private let symbolizer = Mutex<Symbolizer?>(nil)
+    private let currentNotes = Mutex<WindowNotes?>(nil)
+    private let lastErrors = Mutex<[String: String]>([:])
+    private var run = 0
+    private let rate = Mutex<RateController>(RateController(configuredHz: 19, budget: 0.01))
+
+    init(settings: AgentSettings, reload: (@Sendable () throws -> AgentSettings)? = nil) {
+        self.settings = settings
+        self.reload = reload
+        declareMetrics()
+    }
+
+    /// Runs until SIGTERM/SIGINT (or `duration`); returns the exit status.
+    func runUntilStopped() -> Int32 {
+        do {
+            try prepareRuntimeDirectory()
+            sinksLock.withLock { $0 = nil }
+            let sinks = try AgentSinks(settings)
+            sinksLock.withLock { $0 = sinks }
+            try startEndpoint()
+        } catch {
+            agentLog("\(error)")
+            return 1
+        }
+        announce()
+        let workerDone = DispatchSemaphore(value: 0)
+        let worker = Thread { [self] in
+            processWindows()
+            workerDone.signal()
+        }
+        worker.name = "sprof-windows"
+        worker.start()
+
+        var status: Int32 = 0
+        while true {
+            // A SIGHUP handled; a SIGTERM that came meanwhile still stops the next run at once.
+            _ = recordStopRequested.compareExchange(expected: SIGHUP, desired: 0, ordering: .relaxed)
+            let summary: RecordSummary
+            do {
+                summary = try Recorder(settings: recordSettings()).run()
+            } catch {
+                agentLog("\(error)")
+                status = 1
+                break
+            }
+            if summary.lost > 0 { agentLog("\(summary.lost) samples lost in this run (see sprof_agent_lost_samples_total)") }
+            guard recordStopRequested.load(ordering: .relaxed) == SIGHUP, let reload else { break }
+            do {
+                let next = try reload()
+                applyReload(next)
+            } catch {
+                agentLog("the configuration was not reloaded, the old one stays: \(error)")
+            }
+        }
+        // Every window closed by now; write them, then flush the sinks.
+        jobs.lock()
+        closing = true
+        jobs.broadcast()
+        jobs.unlock()
+        workerDone.wait()
+        sinksLock.withLock { $0 }?.close()
+        endpoint?.stop()
+        removeRuntimeDirectory()
+        agentLog("stopped")
+        return status
+    }
+
+    // MARK: - Configuration
+
+    private func recordSettings() -> RecordSettings {
+        run += 1
+        let s = settings
+        let runIndex = run
+        let directory = runtimeWindowDirectory
+        var r = RecordSettings(target: .all, output: "")
+        r.frequency = rate.withLock { $0.currentHz }
+        r.duration = s.duration
+        r.userStackSize = s.userStackSize
+        r.ringBufferBytes = 4 << 20
+        r.queueBytes = AgentBounds.queue
+        r.forcedFallbacks = CaptureVariants.environmentFallbacks
+        if s.offCPU {
+            r.offCPU = OffCPUSettings(minimumNanoseconds: UInt64(s.offCPUMinimumMicroseconds * 1000), includeKernelThreads: false)
+        }
+        let cache = ModuleCache(memoryLimit: AgentBounds.unwindTables)
+        r.makeUnwinder = { SampleUnwinder(cache: cache, source: .live) }
+        r.makeSymbolization = { [self] in
+            // The writer thread: one symbolizer for every window, trimmed between them.
+            let shared = symbolizer.withLock { sym -> Symbolizer in
+                if let sym { sym.trim(toBytes: AgentBounds.symbols); return sym }
+                let made = makeSymbolizer()
+                sym = made
+                return made
+            }
+            let made = AgentWindowSymbolization(symbolizer: shared)
+            currentNotes.withLock { $0 = made.notes }
+            return made
+        }
+        r.windows = WindowRotation(seconds: s.windowSeconds,
+                                   path: { "\(directory)/run\(runIndex)-window\($0).raw" },
+                                   onWindow: { [self] closed in enqueue(closed) })
+        r.control = { [self] status in control(status) }
+        return r
+    }
+
+    private func applyReload(_ next: AgentSettings) {
+        let old = settings
+        settings = next
+        if next.frequency != old.frequency || next.cpuBudget != old.cpuBudget {
+            rate.withLock { $0 = RateController(configuredHz: next.frequency, budget: next.cpuBudget) }
+        }
+        let sinksChanged = next.storeDirectory != old.storeDirectory || next.clickHouseURL != old.clickHouseURL
+            || next.clickHouseSpoolDirectory != old.clickHouseSpoolDirectory || next.clickHouseSpoolBytes != old.clickHouseSpoolBytes
+            || next.pyroscopeURL != old.pyroscopeURL || next.pyroscopeAppName != old.pyroscopeAppName
+            || next.labels != old.labels || next.host != old.host
+        if sinksChanged {
+            do {
+                let sinks = try AgentSinks(next)
+                let previous = sinksLock.withLock { s -> AgentSinks? in let p = s; s = sinks; return p }
+                previous?.close()
+            } catch {
+                agentLog("reload: \(error); the previous sinks stay")
+            }
+        }
+        if next.listen != old.listen || next.allowRemote != old.allowRemote {
+            endpoint?.stop()
+            endpoint = nil
+            do { try startEndpoint() } catch { agentLog("reload: \(error); the page is off until the next reload") }
+        }
+        agentLog("configuration reloaded")
+        announce()
+    }
+
+    private func announce() {
+        let s = settings
+        var parts = ["sampling every CPU at \(rate.withLock { $0.currentHz }) Hz\(s.offCPU ? " with off-CPU" : "") in \(formatSeconds(s.windowSeconds)) windows",
+                     "CPU budget \(String(format: "%g", s.cpuBudget * 100))% of a core"]
+        parts.append(s.storeDirectory.map { "store \($0)" } ?? "no local store")
+        parts.append(endpoint.map { "page http://\($0.address)/" } ?? "no page")
+        if let u = s.clickHouseURL { parts.append("ClickHouse \(redactedURL(u))") }
+        if let u = s.pyroscopeURL { parts.append("Pyroscope \(redactedURL(u))") }
+        agentLog(parts.joined(separator: "; "))
+    }
+
+    // MARK: - HTTP
+
+    private func startEndpoint() throws {
+        guard let listen = settings.listen else { return }
+        let (host, port) = try parseListen(listen)
+        let e = try HTTPEndpoint(host: host, port: port, allowRemote: settings.allowRemote) { [self] request in
+            handle(request)
+        }
+        endpoint = e
+        e.start()
+    }
+
+    private func handle(_ request: HTTPEndpoint.Request) -> HTTPEndpoint.Response {
+        switch request.path {
+        case "/healthz":
+            return .init(status: 200, text: "ok\n")
+        case "/metrics":
+            updateGauges()
+            return .init(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", text: metrics.render())
+        default:
+            guard let store = sinksLock.withLock({ $0?.store }) else {
+                return .init(status: 404, text: "the agent keeps no local store (started with --no-store): there is no page\n")
+            }
+            return AgentPage(store: store, host: settings.host).handle(request)
+                ?? .init(status: 404, text: "not found: \(request.path)\n")
+        }
+    }
+
+    // MARK: - Windows
+
+    private func enqueue(_ closed: ClosedWindow) {
+        let notes = currentNotes.withLock { $0 }
+        jobs.lock()
+        pending.append((closed, notes))
+        while pending.count > AgentBounds.pendingWindows {
+            let (old, _) = pending.removeFirst()
+            if let p = old.path { unlink(p) }
+            metrics.add("sprof_agent_windows_dropped_total")
+            metrics.add("sprof_agent_lost_samples_total", Double(old.samples))
+            agentLog("window \(old.index) dropped: windows are arriving faster than they can be written")
+        }
+        jobs.signal()
+        jobs.unlock()
+    }
+
+    private func processWindows() {
+        while true {
+            jobs.lock()
+            while pending.isEmpty && !closing { jobs.wait() }
+            if pending.isEmpty && closing { jobs.unlock(); return }
+            let (closed, notes) = pending.removeFirst()
+            jobs.unlock()
+            process(closed, notes: notes)
+        }
+    }
+
+    private func process(_ closed: ClosedWindow, notes: WindowNotes?) {
+        metrics.add("sprof_agent_samples_total", Double(closed.samples))
+        metrics.add("sprof_agent_lost_samples_total", Double(closed.lost))
+        guard let path = closed.path else {
+            failure("window", "window \(closed.index) could not be recorded: \(closed.error.map { "\($0)" } ?? "unknown error")")
+            return
+        }
+        defer { unlink(path) }
+        let profile: Profile
+        do {
+            let reader = try RawFileReader(path: path)
+            profile = try windowProfile(reader: reader, notes: notes)
+        } catch {
+            failure("window", "window \(closed.index) could not be converted: \(error)")
+            return
+        }
+        metrics.add("sprof_agent_windows_total")
+        guard let sinks = sinksLock.withLock({ $0 }) else { return }
+        if let store = sinks.store {
+            do {
+                try store.write(profile, host: settings.host)
+                metrics.add("sprof_agent_windows_written_total", labels: ["sink": "store"])
+                recovered("store")
+                let r = try store.enforceRetention(maxAge: settings.storeMaxAge, maxBytes: settings.storeMaxBytes)
+                metrics.set("sprof_agent_store_bytes", Double(r.remainingBytes))
+            } catch {
+                failure("store", "store: \(error)")
+            }
+        }
+        if sinks.clickHouse != nil, let url = settings.clickHouseURL, Date().timeIntervalSince(sinks.lastClickHouseRetention) > 3600 {
+            // ClickHouse 18.16 has no table TTL: the agent drops day partitions past the retention, hourly.
+            sinks.lastClickHouseRetention = Date()
+            do {
+                let dropped = try ClickHouseClient(url: url, timeout: 10).dropPartitions(keepingDays: settings.clickHouseRetentionDays)
+                if !dropped.isEmpty { agentLog("clickhouse: dropped the partitions of \(dropped.joined(separator: ", ")) (retention \(settings.clickHouseRetentionDays) days)") }
+            } catch {
+                failure("clickhouse", "clickhouse retention: \(error)")
+            }
+        }
+        if let ch = sinks.clickHouse, !profile.samples.isEmpty {
+            do {
+                try ch.write(profile)
+                metrics.add("sprof_agent_windows_written_total", labels: ["sink": "clickhouse"])
+            } catch {
+                failure("clickhouse", "clickhouse: \(error)")
+            }
+        }
+        if let py = sinks.pyroscope, !profile.samples.isEmpty {
+            do {
+                try py.enqueue(pprof: Pprof.encode(profile), from: Date(timeIntervalSince1970: Double(profile.timeNanos) / 1e9),
+                               until: Date(timeIntervalSince1970: Double(profile.timeNanos + profile.durationNanos) / 1e9))
+                metrics.add("sprof_agent_windows_written_total", labels: ["sink": "pyroscope"])
+            } catch {
+                failure("pyroscope", "pyroscope: \(error)")
+            }
+        }
+    }
+
+    /// A window's profile with the agent's labels: `host`, `pid`, `comm`,
+    /// `exe`, `thread_name`, `cgroup`, `container_id`, `systemd_unit` (where
+    /// the cgroup says), the static labels, and `offcpu_state` for off-CPU
+    /// samples; identical samples summed (`tid` is left out: a window would
+    /// otherwise hold one sample per thread and stack).
+    func windowProfile(reader: RawFileReader, notes: WindowNotes?) throws -> Profile {
+        var p = RecordingConverter(reader: reader).profile()
+        let statics = settings.labels.sorted { $0.key < $1.key }.map { Profile.Label(key: $0.key, string: $0.value) }
+        var perProcess: [Int64: [Profile.Label]] = [:]
+        for i in p.samples.indices {
+            var labels = p.samples[i].labels.filter { $0.key != "tid" }
+            let pid = labels.first { $0.key == "pid" }?.number ?? -1
+            if let known = perProcess[pid] {
+                labels += known
+            } else {
+                var extra = [Profile.Label(key: "host", string: settings.host)]
+                if let exe = reader.process(pid: Int32(clamping: pid))?.executablePath, !exe.isEmpty {
+                    extra.append(.init(key: "exe", string: exe))
+                }
+                if let c = notes?.cgroup(of: Int32(clamping: pid)) {
+                    extra.append(.init(key: "cgroup", string: c.path))
+                    if let id = c.containerID { extra.append(.init(key: "container_id", string: id)) }
+                    if let unit = c.systemdUnit { extra.append(.init(key: "systemd_unit", string: unit)) }
+                }
+                extra += statics
+                perProcess[pid] = extra
+                labels += extra
+            }
+            p.samples[i].labels = labels
+        }
+        return try Profile.merging([p])
+    }
+
+    // MARK: - Budget and metrics
+
+    private var lastUsage: (cpu: Double, at: UInt64)?
+
+    /// Once a second from the recorder's main loop: every window's length,
+    /// the agent's CPU use over it decides the next rate.
+    private func control(_ status: RecorderStatus) -> Int? {
+        if let e = status.frequencyError { failure("rate", e) }
+        guard let usage = SelfUsage.current() else { return nil }
+        let now = monotonicNanoseconds()
+        guard let last = lastUsage else { lastUsage = (usage.cpuSeconds, now); return nil }
+        let elapsed = Double(now - last.at) / 1e9
+        guard elapsed >= settings.windowSeconds else { return nil }
+        lastUsage = (usage.cpuSeconds, now)
+        let used = (usage.cpuSeconds - last.cpu) / elapsed
+        metrics.set("sprof_agent_cpu_cores", used)
+        let (before, after, throttled) = rate.withLock { r -> (Int, Int, Bool) in
+            let b = r.currentHz
+            let a = r.next(used: used)
+            return (b, a, r.throttled)
+        }
+        metrics.set("sprof_agent_sampling_hz", Double(after))
+        metrics.set("sprof_agent_throttled", throttled ? 1 : 0)
+        if after < before {
+            agentLog(String(format: "using %.2f%% of a core, over the budget of %g%%: sampling at %d Hz instead of %d",
+                            used * 100, settings.cpuBudget * 100, after, before))
+        } else if after > before {
+            agentLog("back under the CPU budget: sampling at \(after) Hz")
+        }
+        return after
+    }
+
+    private func declareMetrics() {
+        rate.withLock { $0 = RateController(configuredHz: settings.frequency, budget: settings.cpuBudget) }
+        let m = metrics
+        m.declare("sprof_agent_samples_total", .counter, help: "Samples recorded (on-CPU and off-CPU).")
+        m.declare("sprof_agent_lost_samples_total", .counter, help: "Samples lost: kernel buffer or queue full, or a window that could not be written.")
+        m.declare("sprof_agent_windows_total", .counter, help: "Windows closed and converted to profiles.")
+        m.declare("sprof_agent_windows_written_total", .counter, help: "Windows handed to each sink.")
+        m.declare("sprof_agent_windows_dropped_total", .counter, help: "Windows dropped because they arrived faster than they could be written.")
+        m.declare("sprof_agent_errors_total", .counter, help: "Errors by stage or sink (window, store, clickhouse, pyroscope, rate).")
+        m.declare("sprof_agent_store_bytes", .gauge, help: "Bytes of windows in the local store.")
+        m.declare("sprof_agent_cpu_seconds_total", .counter, help: "CPU time the agent used (user + system).")
+        m.declare("sprof_agent_cpu_cores", .gauge, help: "The agent's CPU use over the last window, in cores.")
+        m.declare("sprof_agent_rss_bytes", .gauge, help: "The agent's resident memory.")
+        m.declare("sprof_agent_sampling_hz", .gauge, help: "The sampling rate now, per CPU.")
+        m.declare("sprof_agent_throttled", .gauge, help: "1 while the CPU budget holds the rate below the configured one.")
+        m.declare("sprof_agent_clickhouse_rows_total", .counter, help: "Sample rows ClickHouse accepted.")
+        m.declare("sprof_agent_clickhouse_spooled_bytes", .gauge, help: "Bytes of batches waiting on disk for ClickHouse.")
+        m.declare("sprof_agent_clickhouse_dropped_rows_total", .counter, help: "Rows dropped past the spool bound.")
+        m.declare("sprof_agent_pyroscope_pushed_total", .counter, help: "Windows Pyroscope accepted.")
+        m.declare("sprof_agent_pyroscope_dropped_total", .counter, help: "Windows not pushed to Pyroscope (queue full or retries exhausted).")
+        m.set("sprof_agent_sampling_hz", Double(settings.frequency))
+        m.set("sprof_agent_throttled", 0)
+        m.set("sprof_agent_samples_total", 0)
+        m.set("sprof_agent_lost_samples_total", 0)
+        m.set("sprof_agent_windows_total", 0)
+    }
+
+    private func updateGauges() {
+        if let u = SelfUsage.current() {
+            metrics.set("sprof_agent_cpu_seconds_total", u.cpuSeconds)
+            metrics.set("sprof_agent_rss_bytes", Double(u.rssBytes))
+        }
+        let sinks = sinksLock.withLock { $0 }
+        if let c = sinks?.clickHouse?.currentCounters {
+            metrics.set("sprof_agent_clickhouse_rows_total", Double(c.rowsWritten))
+            metrics.set("sprof_agent_clickhouse_spooled_bytes", Double(c.spooledBytes))
+            metrics.set("sprof_agent_clickhouse_dropped_rows_total", Double(c.droppedRows))
+        }
+        if let c = sinks?.pyroscope?.currentCounters {
+            metrics.set("sprof_agent_pyroscope_pushed_total", Double(c.pushed))
+            metrics.set("sprof_agent_pyroscope_dropped_total", Double(c.dropped + c.failed))
+        }
+    }
+
+    /// Counts an error and logs it when it differs from the last one of its
+    /// kind (a full disk every 10 s is one line, not one a window).
+    private func failure(_ kind: String, _ message: String) {
+        metrics.add("sprof_agent_errors_total", labels: ["kind": kind])
+        let isNew = lastErrors.withLock { e -> Bool in
+            defer { e[kind] = message }
+            return e[kind] != message
+        }
+        if isNew { agentLog(message) }
+    }
+
+    private func recovered(_ kind: String) {
+        if lastErrors.withLock({ $0.removeValue(forKey: kind) }) != nil { agentLog("\(kind): working again") }
+    }
+
+    // MARK: - Runtime directory
+
+    private var runtimeWindowDirectory: String { settings.runtimeDirectory + "/agent-\(getpid())" }
+
+    /// Makes this agent's directory for raw windows (0700: they hold stack
+    /// addresses and process names) and removes those of agents that are
+    /// gone (kill -9: their open window is lost, nothing else).
+    private func prepareRuntimeDirectory() throws {
+        let base = settings.runtimeDirectory
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] where name.hasPrefix("agent-") {
+            if let pid = Int32(name.dropFirst(6)), pid != getpid(), kill(pid, 0) != 0 && errno == ESRCH {
+                try? FileManager.default.removeItem(atPath: base + "/" + name)
+            }
+        }
+        try? FileManager.default.removeItem(atPath: runtimeWindowDirectory)
+        try FileManager.default.createDirectory(atPath: runtimeWindowDirectory, withIntermediateDirectories: false,
+                                                attributes: [.posixPermissions: 0o700])
+    }
+
+    private func removeRuntimeDirectory() { try? FileManager.default.removeItem(atPath: runtimeWindowDirectory) }
+}
+
+/// "127.0.0.1:7070", "[::1]:7070" -> (host, port).
+func parseListen(_ text: String) throws(AgentError) -> (String, UInt16) {
+    var host: Substring
+    var port: Substring
+    if text.hasPrefix("[") {
+        guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+            throw .badListenAddress(text)
+        }
+        host = text[text.index(after: text.startIndex)..<close]
+        port = text[text.index(close, offsetBy: 2)...]
+    } else {
+        guard let colon = text.lastIndex(of: ":") else { throw .badListenAddress(text) }
+        host = text[..<colon]
+        port = text[text.index(after: colon)...]
+    }
+    if host == "localhost" { host = "127.0.0.1" }
+    guard let p = UInt16(port) else { throw .badListenAddress(text) }
+    return (String(host), p)
+}
+
+/// A URL without its password, for logs.
+func redactedURL(_ url: String) -> String {
+    guard var c = URLComponents(string: url), c.password != nil else { return url }
+    c.password = "***"
+    return c.string ?? url
+}
+
+func formatSeconds(_ s: Double) -> String {
+    s.truncatingRemainder(dividingBy: 60) == 0 && s >= 60 ? "\(Int(s / 60)) min" : String(format: "%g s", s)
+}
+
+/// One line on stderr (journald keeps it with the unit).
+func agentLog(_ message: String) {
+    FileHandleStderr.write("sprof agent: \(message)\n")
+}
