@@ -97,6 +97,9 @@ public final class Symbolizer {
     private var modules: [ModuleKey: SymbolizedModule?] = [:]
     private var perfMaps: [Int32: (map: PerfMap?, readAt: UInt64)] = [:]
     private var kernelCache: [UInt64: SymbolizedLocation] = [:]
+    /// When each module was last used (``trim(toBytes:)`` drops the oldest).
+    private var lastUse: [ModuleKey: UInt64] = [:]
+    private var useClock: UInt64 = 0
     /// The core kernel's symbols, kept per boot (``KernelSymbols/loadCore(keptIn:kallsyms:bootID:)``);
     /// the whole of /proc/kallsyms is read only for an address outside the core text.
     private lazy var kernelCore: (symbols: KernelSymbols, kept: Bool)? =
@@ -171,7 +174,11 @@ public final class Symbolizer {
     public func module(for mapping: Mapping, pid: Int32?, live: Bool) -> SymbolizedModule? {
         let key = ModuleKey(buildID: mapping.buildID, path: mapping.buildID == nil ? mapping.path : "",
                             inode: mapping.buildID == nil ? mapping.inode : 0)
-        if let known = modules[key] { return known }
+        useClock &+= 1
+        if let known = modules[key] {
+            lastUse[key] = useClock
+            return known
+        }
         let module: SymbolizedModule?
         if mapping.path == "[vdso]" {
             module = ModuleFiles.vdso.map { SymbolizedModule(file: $0, debugFile: nil, options: options) }
@@ -188,7 +195,36 @@ public final class Symbolizer {
             }
         }
         modules[key] = module
+        lastUse[key] = useClock
         return module
+    }
+
+    /// Bytes the symbolizer holds beyond mapped files (an estimate): its
+    /// modules' indexes and remembered answers, and the kernel's answers.
+    public var memoryBytes: Int {
+        modules.values.reduce(0) { $0 + ($1?.memoryBytes ?? 0) } + kernelCache.count * 160 + perfMaps.count * 64
+    }
+
+    /// Drops the least recently used modules (and the kernel's remembered
+    /// answers, and perf maps of processes) until ``memoryBytes`` is at most
+    /// `bytes`; a module dropped is read again when next needed (its DWARF
+    /// from ``Options/dwarfCache``). A long-running caller (`sprof agent`)
+    /// calls it between windows. Returns the modules dropped.
+    @discardableResult
+    public func trim(toBytes bytes: Int) -> Int {
+        if memoryBytes <= bytes { return 0 }
+        kernelCache.removeAll()
+        perfMaps.removeAll()
+        if unavailable.count > 1000 { unavailable.removeAll() }
+        var dropped = 0
+        var total = memoryBytes
+        for (key, _) in lastUse.sorted(by: { $0.value < $1.value }) where total > bytes {
+            total -= modules[key]??.memoryBytes ?? 0
+            modules[key] = nil
+            lastUse[key] = nil
+            dropped += 1
+        }
+        return dropped
     }
 
     /// A module for a file read directly (no process): for tools and tests.
