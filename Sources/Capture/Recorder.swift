@@ -541,7 +541,8 @@ public final class Recorder: @unchecked Sendable {
                                   c.lost + queue.droppedCount + sampler.perfBufferLost)
                 FileHandle.standardError.write(line.data(using: .utf8)!)
             }
-            usleep(20_000)
+            // A continuous recording watches no process: a window end within 50 ms is soon enough.
+            usleep(s.windows == nil ? 20_000 : 50_000)
         }
         let end = monotonicNanoseconds()
         sampler.stopSampling()

@@ -59,6 +59,19 @@ enum AgentBounds {
     static let queue = 16 << 20
     /// Windows waiting to be converted and written; past it the oldest is dropped and counted.
     static let pendingWindows = 6
+
+    /// The BPF ring buffer: half a second of every CPU's samples at the
+    /// configured rate (the reader drains it every 50 ms), a power of two
+    /// from 256 KiB to the recorder's default. At 19 Hz with 16 KiB stacks
+    /// on 2 CPUs that is 512 KiB instead of `record`'s 4 MiB, which counts
+    /// twice in RSS (libbpf maps the data area twice).
+    static func ringBufferBytes(frequency: Int, userStackSize: Int, cpus: Int = KernelInfo.onlineCPUs.count) -> Int {
+        let want = Double(max(cpus, 1)) * Double(frequency) * Double(userStackSize + 1024) * 0.5
+        let cap = RecordSettings.defaultRingBufferBytes(cpus: cpus)
+        var size = 256 << 10
+        while Double(size) < want && size < cap { size <<= 1 }
+        return size
+    }
 }
 
 /// The processes of one window, noted on the writer thread at their first
@@ -227,7 +240,7 @@ final class AgentRunner: @unchecked Sendable {
         r.frequency = rate.withLock { $0.currentHz }
         r.duration = s.duration
         r.userStackSize = s.userStackSize
-        r.ringBufferBytes = 4 << 20
+        r.ringBufferBytes = AgentBounds.ringBufferBytes(frequency: s.frequency, userStackSize: s.userStackSize)
         r.queueBytes = AgentBounds.queue
         r.forcedFallbacks = CaptureVariants.environmentFallbacks
         if s.offCPU {
@@ -448,7 +461,9 @@ final class AgentRunner: @unchecked Sendable {
     /// the agent's CPU use over it decides the next rate.
     private func control(_ status: RecorderStatus) -> Int? {
         if let e = status.frequencyError { failure("rate", e) }
-        guard let usage = SelfUsage.current() else { return nil }
+        // The first window pays for loading the program and reading every
+        // running binary's unwind tables and symbols once: not counted.
+        guard status.elapsedSeconds >= settings.windowSeconds, let usage = SelfUsage.current() else { return nil }
         let now = monotonicNanoseconds()
         guard let last = lastUsage else { lastUsage = (usage.cpuSeconds, now); return nil }
         let elapsed = Double(now - last.at) / 1e9
