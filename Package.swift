@@ -87,7 +87,7 @@ let package = Package(
                                    "SprofStore", "SprofClickHouse", "SprofAgent"],
                     path: "Tests/SprofTests"),
         .testTarget(name: "KernelTests",
-                    dependencies: ["SprofBase", "SprofCapture", "SprofELF", "SprofUnwind", "SprofSymbols", "SprofProfile", "CSprof", "sprof"],
+                    dependencies: ["SprofBase", "SprofCapture", "SprofELF", "SprofUnwind", "SprofSymbols", "SprofProfile", "SprofStore", "CSprof", "sprof"],
                     path: "Tests/KernelTests"),
     ],
     swiftLanguageModes: [.v6]

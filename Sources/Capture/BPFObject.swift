@@ -159,7 +159,8 @@ public final class SamplerObject: @unchecked Sendable {
     /// maps and loads it. Throws `.verifierRejected` with the log tail on failure.
     public init(variants: CaptureVariants, userStackSize: Int, allTasks: Bool,
                 ringBufferBytes: Int = 16 << 20,
-                offCPU: (settings: OffCPUSettings, point: OffCPUAttachPoint)? = nil) throws(CaptureError) {
+                offCPU: (settings: OffCPUSettings, point: OffCPUAttachPoint)? = nil,
+                wakeEverySample: Bool = false) throws(CaptureError) {
         LibBPFLog.install()
         self.variants = variants
         offCPUPoint = offCPU?.point
@@ -236,8 +237,9 @@ public final class SamplerObject: @unchecked Sendable {
         cfg.use_task_btf = variants.taskBTF ? 1 : 0
         cfg.thread_size = UInt32(SPROF_THREAD_SIZE_DEFAULT)
         // Wake the reader only when a quarter of the ring is pending; it
-        // polls every 50 ms regardless (Sampler.poll).
-        cfg.wakeup_bytes = UInt32(ringBufferBytes / 4)
+        // polls every 50 ms regardless (Sampler.poll). Or at every sample
+        // (0), for a low rate that wants each sample in user space at once.
+        cfg.wakeup_bytes = wakeEverySample ? 0 : UInt32(ringBufferBytes / 4)
         if let offCPU {
             // bpf_get_task_stack (5.9+) on tp_btf's task pointer reads the
             // arriving task's kernel stack only for long waits; the other

@@ -60,6 +60,11 @@ public struct RecordSettings: Sendable {
     public var makeSymbolization: (@Sendable () -> any RecordingSymbolization)?
     /// Also record where threads wait off the CPU (`--off-cpu`); nil: on-CPU only.
     public var offCPU: OffCPUSettings?
+    /// Hand each sample to user space at once instead of in batches (a
+    /// wakeup per sample, which only a low rate can afford): the process's
+    /// mappings and files are read within a millisecond of the sample, so
+    /// processes that live a few milliseconds can still be unwound and named.
+    public var wakeEverySample = false
     /// A continuous recording cut into windows, one raw file each (`sprof
     /// agent`); nil: one file at `output`.
     public var windows: WindowRotation?
@@ -236,7 +241,8 @@ public final class Recorder: @unchecked Sendable {
             object = try Recorder.loadWithOffCPU(off, variants: variants, settings: s)
         } else {
             object = try SamplerObject(variants: variants, userStackSize: s.userStackSize,
-                                       allTasks: s.target == .all, ringBufferBytes: s.ringBufferBytes)
+                                       allTasks: s.target == .all, ringBufferBytes: s.ringBufferBytes,
+                                       wakeEverySample: s.wakeEverySample)
         }
         variants = object.variants
 
@@ -616,7 +622,8 @@ public final class Recorder: @unchecked Sendable {
         for point in candidates {
             do {
                 return try SamplerObject(variants: variants, userStackSize: s.userStackSize, allTasks: s.target == .all,
-                                         ringBufferBytes: s.ringBufferBytes, offCPU: (off, point))
+                                         ringBufferBytes: s.ringBufferBytes, offCPU: (off, point),
+                                         wakeEverySample: s.wakeEverySample)
             } catch {
                 tried.append("\(point.title): \(error)")
             }
