@@ -287,10 +287,13 @@ public final class Recorder: @unchecked Sendable {
         let symbolizationReport = Mutex<(locations: Int, nanoseconds: UInt64)?>(nil)
         let rotation = s.windows
         let slot = WriterSlot(writer)
+        // Finishes windows (names, stats, commit, hand-over) one at a time, in order.
+        let namer = DispatchQueue(label: "sprof-namer")
         let writerThread = Thread {
             defer { writerDone.signal() }
             var records = ProcessRecords()
             var generations: [Int32: UInt64] = [:]
+            var mainThreadComms: [Int32: Comm] = [:]
             let unwinder = makeUnwinder?()
             var symbolization = makeSymbolization?()
             let frames = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: 512)
@@ -335,24 +338,22 @@ public final class Recorder: @unchecked Sendable {
                     symbolizationReport.withLock { $0 = (locations.count, took) }
                 }
             }
-            /// Closes the window at `mark`, hands it over, and opens the next unless it is the last.
+            /// Closes the window at `mark`, hands it to the namer, and opens the next unless it is the last.
             func rotate(_ mark: WindowMark, _ rotation: WindowRotation) {
                 var closed = ClosedWindow(index: window.index, path: nil, error: window.error, samples: window.samples,
                                           lost: mark.lostSoFar &- window.lostAtStart + window.unwritten,
                                           durationNanoseconds: mark.monotonicNanoseconds &- window.start, isLast: mark.isLast)
+                var handed: WindowInFlight?
                 if let writer = slot.writer {
                     if window.error == nil {
                         do throws(CaptureError) {
-                            try finishContents()
-                            var stats = RawStats(samplesWritten: window.samples, samplesLost: closed.lost, counters: [:],
-                                                 durationNanoseconds: closed.durationNanoseconds,
-                                                 endReason: mark.isLast ? mark.reason : "window")
-                            if let (n, ns) = symbolizationReport.withLock({ $0 }) {
-                                stats.counters["symbolized_locations"] = UInt64(n)
-                                stats.counters["symbolize_us"] = ns / 1000
+                            // Every sample is written. Exits noticed while the last ones
+                            // drained, then those /proc says are gone now.
+                            try writeExits()
+                            for pid in records.pidsNotKnownToHaveExited where procSaysExited(pid: pid) {
+                                if let r = records.exited(pid: pid, at: nil) { try writer.writeProcess(r) }
                             }
-                            _ = try writer.finish(stats: stats)
-                            closed.path = writer.path
+                            handed = WindowInFlight(writer: writer, symbolization: symbolization)
                         } catch {
                             closed.error = error
                             writer.abandon()
@@ -361,9 +362,43 @@ public final class Recorder: @unchecked Sendable {
                         writer.abandon()
                     }
                 }
-                if closed.path == nil && closed.error == nil { closed.error = window.error }
-                if closed.path == nil { closed.lost += closed.samples; closed.samples = 0 }
-                rotation.onWindow(closed)
+                if let handed {
+                    // Naming every address reads files and DWARF: seconds for the first
+                    // window of a busy machine. It runs beside the next window, so the
+                    // writer keeps taking samples (and reading short-lived processes
+                    // before they are gone). Windows are handed over in order.
+                    let stats = RawStats(samplesWritten: window.samples, samplesLost: closed.lost, counters: [:],
+                                         durationNanoseconds: closed.durationNanoseconds,
+                                         endReason: mark.isLast ? mark.reason : "window")
+                    let pending = closed
+                    namer.async {
+                        var closed = pending
+                        var stats = stats
+                        do throws(CaptureError) {
+                            if let symbolization = handed.symbolization {
+                                let t0 = DispatchTime.now().uptimeNanoseconds
+                                let locations = symbolization.locations()
+                                try handed.writer.writeLocations(locations)
+                                stats.counters["symbolized_locations"] = UInt64(locations.count)
+                                stats.counters["symbolize_us"] = (DispatchTime.now().uptimeNanoseconds - t0) / 1000
+                            }
+                            _ = try handed.writer.finish(stats: stats)
+                            closed.path = handed.writer.path
+                        } catch {
+                            closed.error = error
+                            closed.lost += closed.samples
+                            closed.samples = 0
+                            handed.writer.abandon()
+                        }
+                        rotation.onWindow(closed)
+                    }
+                } else {
+                    if closed.error == nil { closed.error = window.error }
+                    closed.lost += closed.samples
+                    closed.samples = 0
+                    let pending = closed
+                    namer.async { rotation.onWindow(pending) }
+                }
                 slot.writer = nil
                 guard !mark.isLast else { return }
                 // The next window: its own file with everything needed to read it alone.
@@ -371,7 +406,10 @@ public final class Recorder: @unchecked Sendable {
                 records = ProcessRecords()
                 generations = [:]
                 symbolization = makeSymbolization?()
-                for pid in processes.forgetExited() { unwinder?.forget(pid: pid) }
+                for pid in processes.forgetExited() {
+                    unwinder?.forget(pid: pid)
+                    mainThreadComms[pid] = nil
+                }
                 var m = meta
                 m.monotonicStartNanoseconds = mark.monotonicNanoseconds
                 m.wallClockStartNanoseconds = mark.wallClockNanoseconds
@@ -402,6 +440,13 @@ public final class Recorder: @unchecked Sendable {
                     if !records.hasRecord(pid: sample.tgid) {
                         try writer.writeProcess(records.first(processes.processInfo(pid: sample.tgid, comm: sample.comm.description)))
                     }
+                    if sample.tid == sample.tgid {
+                        // The main thread's name changes at exec (to the new program's):
+                        // re-read the mappings now, not after the miss rate limit (50 ms),
+                        // which is the whole life of a short process run by fork + exec.
+                        if let c = mainThreadComms[sample.tgid], c != sample.comm { processes.noteExec(pid: sample.tgid) }
+                        mainThreadComms[sample.tgid] = sample.comm
+                    }
                     if sample.flags.contains(.userRegisters) { processes.noteAddress(sample.ip, pid: sample.tgid) }
                     let gen = processes.generation(of: sample.tgid)
                     let mappings = processes.mappings(of: sample.tgid)
@@ -428,7 +473,8 @@ public final class Recorder: @unchecked Sendable {
                     // keep draining so the reader never blocks; the error ends the recording (the window)
                 }
             }
-            guard rotation == nil else { return }  // the last window closed at its mark
+            // The last window closed at its mark; wait until the namer has handed every window over.
+            guard rotation == nil else { namer.sync {}; return }
             do throws(CaptureError) {
                 if writeError.withLock({ $0 == nil }) { try finishContents() }
             } catch {
@@ -645,6 +691,12 @@ public let sprofVersion = "0.1.0"
 
 /// CLOCK_REALTIME in nanoseconds since the Unix epoch.
 func wallClockNanoseconds() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1e9) }
+
+/// A closed window on its way to the namer thread, which alone touches it from then on.
+struct WindowInFlight: @unchecked Sendable {
+    let writer: RawFileWriter
+    let symbolization: (any RecordingSymbolization)?
+}
 
 /// Holds the writer of the current window; the writer thread replaces it
 /// between windows, the main thread reads it only once that thread is done.

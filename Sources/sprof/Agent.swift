@@ -97,14 +97,27 @@ final class AgentWindowSymbolization: RecordingSymbolization {
     let notes = WindowNotes()
     private var seen: Set<Int32> = []
 
-    init(symbolizer: Symbolizer) { inner = RecordingSymbolizer(symbolizer: symbolizer) }
+    private let shared: Symbolizer
+
+    /// - Parameters:
+    ///   - symbolizer: names the window's addresses at its end, on the
+    ///     recorder's namer thread (one window at a time), trimmed after.
+    ///   - jit: names JIT code as it is seen, on the writer thread.
+    init(symbolizer: Symbolizer, jit: Symbolizer) {
+        shared = symbolizer
+        inner = RecordingSymbolizer(symbolizer: symbolizer, early: jit)
+    }
 
     func note(_ sample: RawSample, generation: UInt64, mappings: [Mapping], userFrames: UnsafeBufferPointer<UInt64>) {
         if seen.insert(sample.tgid).inserted { notes.note(pid: sample.tgid) }
         inner.note(sample, generation: generation, mappings: mappings, userFrames: userFrames)
     }
 
-    func locations() -> [RawLocation] { inner.locations() }
+    func locations() -> [RawLocation] {
+        let named = inner.locations()
+        shared.trim(toBytes: AgentBounds.symbols)
+        return named
+    }
 }
 
 /// Where each window goes: the store, ClickHouse, Pyroscope. Each sink's
@@ -174,8 +187,11 @@ final class AgentRunner: @unchecked Sendable {
     private var closing = false
     private let sinksLock = Mutex<AgentSinks?>(nil)
     private var endpoint: HTTPEndpoint?
-    private let symbolizer = Mutex<Symbolizer?>(nil)
-    private let currentNotes = Mutex<WindowNotes?>(nil)
+    private let symbolizer = Mutex<(Symbolizer, Symbolizer)?>(nil)
+    /// The notes of each window not yet handed over, oldest first: the
+    /// recorder makes one symbolization per window and hands windows over in
+    /// order, one each.
+    private let windowNotes = Mutex<[WindowNotes]>([])
     /// The failing kinds: the last error said, and when.
     private let lastErrors = Mutex<[String: (message: String, at: UInt64)]>([:])
     private var run = 0
@@ -268,15 +284,16 @@ final class AgentRunner: @unchecked Sendable {
         let cache = moduleCache
         r.makeUnwinder = { SampleUnwinder(cache: cache, source: .live) }
         r.makeSymbolization = { [self] in
-            // The writer thread: one symbolizer for every window, trimmed between them.
-            let shared = symbolizer.withLock { sym -> Symbolizer in
-                if let sym { sym.trim(toBytes: AgentBounds.symbols); return sym }
-                let made = makeSymbolizer()
+            // One symbolizer for every window (the namer thread's), one for JIT code (the writer's).
+            let (shared, jit) = symbolizer.withLock { sym -> (Symbolizer, Symbolizer) in
+                if let sym { return sym }
+                let made = (makeSymbolizer(), makeSymbolizer())
                 sym = made
                 return made
             }
-            let made = AgentWindowSymbolization(symbolizer: shared)
-            currentNotes.withLock { $0 = made.notes }
+            jit.trim(toBytes: AgentBounds.symbols / 4)
+            let made = AgentWindowSymbolization(symbolizer: shared, jit: jit)
+            windowNotes.withLock { $0.append(made.notes) }
             return made
         }
         r.windows = WindowRotation(seconds: s.windowSeconds,
@@ -356,7 +373,7 @@ final class AgentRunner: @unchecked Sendable {
     // MARK: - Windows
 
     private func enqueue(_ closed: ClosedWindow) {
-        let notes = currentNotes.withLock { $0 }
+        let notes = windowNotes.withLock { $0.isEmpty ? nil : $0.removeFirst() }
         jobs.lock()
         pending.append((closed, notes))
         while pending.count > AgentBounds.pendingWindows {

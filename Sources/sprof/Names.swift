@@ -41,10 +41,21 @@ final class RecordingSymbolizer: RecordingSymbolization {
     private var seen: Set<SeenStack> = []
     private let seenLimit = 200_000
 
-    /// - Parameter symbolizer: one to share across recordings (`sprof agent`'s
-    ///   windows, on one thread), whose owner reports the files that gave no
-    ///   names; nil makes its own at the first name needed and reports them.
-    init(symbolizer: Symbolizer? = nil) { shared = symbolizer }
+    /// The symbolizer for JIT code named as it is seen (in ``note``), when
+    /// ``locations()`` runs on another thread than ``note`` with a shared one.
+    private let earlySymbolizer: Symbolizer?
+
+    /// - Parameters:
+    ///   - symbolizer: one to share across recordings (`sprof agent`'s
+    ///     windows, named one at a time on one thread), whose owner reports
+    ///     the files that gave no names; nil makes its own at the first name
+    ///     needed and reports them.
+    ///   - early: the one ``note`` uses for JIT code, when `symbolizer` is in
+    ///     use on another thread meanwhile.
+    init(symbolizer: Symbolizer? = nil, early: Symbolizer? = nil) {
+        shared = symbolizer
+        earlySymbolizer = early
+    }
 
     func note(_ sample: RawSample, generation: UInt64, mappings: [Mapping], userFrames: UnsafeBufferPointer<UInt64>) {
         let pid = sample.tgid
@@ -64,7 +75,7 @@ final class RecordingSymbolizer: RecordingSymbolization {
                 guard keys.insert(key).inserted else { continue }
                 let a = ProcessAddress(key.address)
                 if let m = snapshots[s]!.mapping(containing: a), !m.isFile, m.isExecutable, m.path != "[vdso]" {
-                    early[key] = RawLocation(key: key, symbolizer.symbolize(a, isReturnAddress: i > 0, pid: pid, mapping: m))
+                    early[key] = RawLocation(key: key, (earlySymbolizer ?? symbolizer).symbolize(a, isReturnAddress: i > 0, pid: pid, mapping: m))
                 }
             }
         }

@@ -209,6 +209,7 @@ final class AgentTests: XCTestCase {
         let shortStacks = folded(short)
         let shortTotal = shortStacks.values.reduce(0, +)
         let named = shortStacks.filter { $0.key.suffix(2) == ["main", "work"] }.values.reduce(0, +)
+        print("AgentTests: samples of 20 ms processes with the full chain: \(named) of \(shortTotal)")
         XCTAssertGreaterThan(Double(named) / Double(max(shortTotal, 1)), 0.5,
                              "their frames are named: \(named) of \(shortTotal): \(Array(shortStacks.keys.prefix(5)))")
     }
