@@ -307,6 +307,30 @@ final class AgentTests: XCTestCase {
         XCTAssertGreaterThan(loaded.profile.samples.count, 0)
     }
 
+    /// What the repository ships for servers: the example configuration is
+    /// the agent's own defaults and reads back; the systemd unit passes
+    /// `systemd-analyze verify` (with ExecStart pointing at this build).
+    func testShippedConfigurationAndUnit() throws {
+        let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs").path
+        let example = try runProcess(sprof, ["agent", "--config", docs + "/agent.toml", "--print-config"])
+        XCTAssertEqual(example.status, 0, example.stderr)
+        let defaults = try runProcess(sprof, ["agent", "--config", "/dev/null", "--print-config"])
+        XCTAssertEqual(example.stdout, defaults.stdout, "docs/agent.toml holds the defaults")
+
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
+            throw skipOrFailInCI("systemd-analyze is missing (apt-get install systemd)")
+        }
+        let dir = try makeDirectory("unit")
+        let unit = try String(contentsOfFile: docs + "/sprof-agent.service", encoding: .utf8)
+        XCTAssertTrue(unit.contains("ExecStart=/usr/local/bin/sprof agent --config /etc/sprof/agent.toml"), unit)
+        try unit.replacingOccurrences(of: "/usr/local/bin/sprof", with: sprof)
+            .write(toFile: dir + "/sprof-agent.service", atomically: true, encoding: .utf8)
+        let verify = try runProcess("/usr/bin/systemd-analyze", ["verify", dir + "/sprof-agent.service"])
+        XCTAssertEqual(verify.status, 0, verify.stderr)
+        XCTAssertEqual(verify.stderr.trimmingCharacters(in: .whitespacesAndNewlines), "", "no warnings")
+    }
+
     /// The configuration: the effective one printed, a bad one named by line and key (no kernel needed).
     func testPrintConfigAndBadConfig() throws {
         let dir = try makeDirectory("agent-config")
