@@ -130,6 +130,7 @@ final class AgentSinks: @unchecked Sendable {
     let settings: AgentSettings
     /// Touched only by the windows thread.
     var lastClickHouseRetention = Date.distantPast
+    var lastRetention = Date.distantPast
 
     init(_ s: AgentSettings) throws {
         settings = s
@@ -421,8 +422,13 @@ final class AgentRunner: @unchecked Sendable {
                 try store.write(profile, host: settings.host)
                 metrics.add("sprof_agent_windows_written_total", labels: ["sink": "store"])
                 recovered("store")
-                let r = try store.enforceRetention(maxAge: settings.storeMaxAge, maxBytes: settings.storeMaxBytes)
-                metrics.set("sprof_agent_store_bytes", Double(r.remainingBytes))
+                // Once a minute: a week of 10 s windows is 60,000 files to look at.
+                if Date().timeIntervalSince(sinks.lastRetention) >= 60 {
+                    sinks.lastRetention = Date()
+                    let r = try store.enforceRetention(maxAge: settings.storeMaxAge, maxBytes: settings.storeMaxBytes)
+                    metrics.set("sprof_agent_store_bytes", Double(r.remainingBytes))
+                    if r.removedWindows > 0 { metrics.add("sprof_agent_store_removed_windows_total", Double(r.removedWindows)) }
+                }
             } catch {
                 failure("store", "store: \(error)")
             }
@@ -536,7 +542,8 @@ final class AgentRunner: @unchecked Sendable {
         m.declare("sprof_agent_windows_written_total", .counter, help: "Windows handed to each sink.")
         m.declare("sprof_agent_windows_dropped_total", .counter, help: "Windows dropped because they arrived faster than they could be written.")
         m.declare("sprof_agent_errors_total", .counter, help: "Errors by stage or sink (window, store, clickhouse, pyroscope, rate).")
-        m.declare("sprof_agent_store_bytes", .gauge, help: "Bytes of windows in the local store.")
+        m.declare("sprof_agent_store_bytes", .gauge, help: "Bytes of windows in the local store (as of the last retention pass, once a minute).")
+        m.declare("sprof_agent_store_removed_windows_total", .counter, help: "Windows removed by retention (age or size).")
         m.declare("sprof_agent_cpu_seconds_total", .counter, help: "CPU time the agent used (user + system).")
         m.declare("sprof_agent_cpu_cores", .gauge, help: "The agent's CPU use over the last window, in cores.")
         m.declare("sprof_agent_rss_bytes", .gauge, help: "The agent's resident memory.")

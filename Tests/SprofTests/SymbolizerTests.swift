@@ -272,6 +272,44 @@ final class SymbolizerTests: XCTestCase {
         XCTAssertEqual(stub.frames.map(\.function), ["qsort@plt"])
     }
 
+    /// A long-running symbolizer (the agent's) stays within a memory bound:
+    /// `trim` drops the least recently used module first, and a dropped
+    /// module is read again, with the same answer, when next needed.
+    func testTrimDropsLeastRecentlyUsedModulesAndTheyComeBack() throws {
+        let f = try Self.fixtures()
+        let bias: UInt64 = 0x5555_5555_0000
+        // c_inline_stripped is c_inline stripped: the same addresses.
+        let hot = try XCTUnwrap(try nmSymbols(try f.path("c_inline"), demangle: false).first { $0.name == "hot_function" })
+        func mapping(_ name: String) throws -> (Mapping, UInt64) {
+            let path = try f.path(name)
+            let elf = try ELFFile(path: path)
+            let text = try XCTUnwrap(elf.loadSegments.first { $0.flags.contains(.execute) })
+            let m = Mapping(start: ProcessAddress(bias + (text.virtualAddress.rawValue & ~0xfff)),
+                            end: ProcessAddress(bias + ((text.virtualAddress.rawValue + text.memorySize + 0xfff) & ~0xfff)),
+                            fileOffset: FileOffset(text.offset.rawValue & ~0xfff), permissions: [.read, .execute],
+                            deviceMajor: 8, deviceMinor: 1, inode: UInt64(name.count), path: path, buildID: try elf.buildID())
+            return (m, bias + hot.address + 3)
+        }
+        let (inline, inlineHot) = try mapping("c_inline")
+        let (stripped, strippedHot) = try mapping("c_inline_stripped")
+        let s = Symbolizer()
+        let first = s.symbolize(ProcessAddress(inlineHot), isReturnAddress: false, pid: getpid(), mapping: inline, live: false)
+        XCTAssertTrue(first.isNamed)
+        let afterOne = s.memoryBytes
+        XCTAssertGreaterThan(afterOne, 0)
+        _ = s.symbolize(ProcessAddress(strippedHot), isReturnAddress: false, pid: getpid(), mapping: stripped, live: false)
+        let afterTwo = s.memoryBytes
+        XCTAssertGreaterThanOrEqual(afterTwo, afterOne)
+        XCTAssertEqual(s.trim(toBytes: afterTwo), 0, "within the bound: nothing dropped")
+        // Over the bound by the newer module: the older (c_inline) goes first.
+        XCTAssertEqual(s.trim(toBytes: afterTwo - afterOne), 1)
+        XCTAssertLessThanOrEqual(s.memoryBytes, afterTwo - afterOne)
+        s.trim(toBytes: 0)
+        XCTAssertEqual(s.memoryBytes, 0)
+        let again = s.symbolize(ProcessAddress(inlineHot), isReturnAddress: false, pid: getpid(), mapping: inline, live: false)
+        XCTAssertEqual(again, first)
+    }
+
     /// glibc's debug file (libc6-dbg) keeps `.symver` versions in its
     /// `.symtab` names (`memcpy@GLIBC_2.2.5`); they are not shown.
     func testSymbolVersionsAreStripped() throws {
