@@ -56,6 +56,35 @@ public final class ModuleCache: @unchecked Sendable {
     /// Failures by key, for reports ("could not open /usr/lib/...: ...").
     public var failures: [String] { state.withLock { $0.entries.values.compactMap(\.failure) } }
 
+    /// A mark of "now" in use order, for ``dropUnused(since:)``.
+    public var useMark: UInt64 { state.withLock { $0.clock } }
+
+    /// Drops the modules not used since `mark` (a ``useMark`` taken earlier)
+    /// that no process's code holds any more:
+    /// a long-running caller (`sprof agent`) lets go of the binaries of
+    /// processes that are gone (a compiler run, a deploy) instead of keeping
+    /// them until the memory bound is reached. Remembered failures go too.
+    /// Returns how many modules were dropped.
+    @discardableResult
+    public func dropUnused(since mark: UInt64) -> Int {
+        state.withLock { s in
+            var dropped = 0
+            for (key, e) in s.entries where e.lastUse < mark {
+                guard var m = s.entries.removeValue(forKey: key)?.module else { continue }
+                // A process still unwinding with it holds it (ProcessCode looks a
+                // module up once per process): then it is in use, and stays.
+                if isKnownUniquelyReferenced(&m) {
+                    s.bytes -= m.memoryBytes
+                    dropped += 1
+                    s.stats.evictions += 1
+                } else {
+                    s.entries[key] = e
+                }
+            }
+            return dropped
+        }
+    }
+
     /// The module for a mapping, loading it with `open` on first use.
     /// Failures are remembered, so a missing file is tried once.
     public func module(for mapping: Mapping, open: (Mapping) throws -> UnwindModule) -> UnwindModule? {

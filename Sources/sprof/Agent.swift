@@ -60,6 +60,31 @@ enum AgentBounds {
     /// Windows waiting to be converted and written; past it the oldest is dropped and counted.
     static let pendingWindows = 6
 
+    /// Binaries not used for this many windows are let go (their files
+    /// unmapped, their tables freed): the processes that used them are gone.
+    static let idleWindows = 6
+    private static let symbolMarks = Mutex<[UInt64]>([])
+    private static let unwindMarks = Mutex<[UInt64]>([])
+
+    /// At each window's end (the namer thread): drops the symbolizer's
+    /// modules unused for ``idleWindows`` windows.
+    static func dropIdle(_ symbolizer: Symbolizer) {
+        let mark = symbolMarks.withLock { m -> UInt64? in
+            m.append(symbolizer.useMark)
+            return m.count > idleWindows ? m.removeFirst() : nil
+        }
+        if let mark { symbolizer.dropUnused(since: mark) }
+    }
+
+    /// The same for compiled unwind tables.
+    static func dropIdle(_ cache: ModuleCache) {
+        let mark = unwindMarks.withLock { m -> UInt64? in
+            m.append(cache.useMark)
+            return m.count > idleWindows ? m.removeFirst() : nil
+        }
+        if let mark { cache.dropUnused(since: mark) }
+    }
+
     /// The BPF ring buffer: half a second of every CPU's samples at the
     /// configured rate (the reader drains it every 50 ms), a power of two
     /// from 256 KiB to the recorder's default. At 19 Hz with 16 KiB stacks
@@ -115,6 +140,7 @@ final class AgentWindowSymbolization: RecordingSymbolization {
 
     func locations() -> [RawLocation] {
         let named = inner.locations()
+        AgentBounds.dropIdle(shared)
         shared.trim(toBytes: AgentBounds.symbols)
         return named
     }
@@ -180,7 +206,9 @@ final class AgentSinks: @unchecked Sendable {
 /// thread runs the recorder and, on SIGHUP, restarts it with the reloaded
 /// configuration (the open window is closed and written first).
 final class AgentRunner: @unchecked Sendable {
-    private(set) var settings: AgentSettings
+    /// Read by every thread, replaced by the main thread on SIGHUP.
+    private let current: Mutex<AgentSettings>
+    var settings: AgentSettings { current.withLock { $0 } }
     let metrics = Metrics()
     private let reload: (@Sendable () throws -> AgentSettings)?
     private let jobs = NSCondition()
@@ -201,7 +229,7 @@ final class AgentRunner: @unchecked Sendable {
     private let moduleCache = ModuleCache(memoryLimit: AgentBounds.unwindTables)
 
     init(settings: AgentSettings, reload: (@Sendable () throws -> AgentSettings)? = nil) {
-        self.settings = settings
+        current = Mutex(settings)
         self.reload = reload
         declareMetrics()
     }
@@ -306,7 +334,7 @@ final class AgentRunner: @unchecked Sendable {
 
     private func applyReload(_ next: AgentSettings) {
         let old = settings
-        settings = next
+        current.withLock { $0 = next }
         if next.frequency != old.frequency || next.cpuBudget != old.cpuBudget {
             rate.withLock { $0 = RateController(configuredHz: next.frequency, budget: next.cpuBudget) }
         }
@@ -374,6 +402,7 @@ final class AgentRunner: @unchecked Sendable {
     // MARK: - Windows
 
     private func enqueue(_ closed: ClosedWindow) {
+        AgentBounds.dropIdle(moduleCache)
         let notes = windowNotes.withLock { $0.isEmpty ? nil : $0.removeFirst() }
         jobs.lock()
         pending.append((closed, notes))
