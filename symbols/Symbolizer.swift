@@ -205,6 +205,24 @@ public final class Symbolizer {
         modules.values.reduce(0) { $0 + ($1?.memoryBytes ?? 0) } + kernelCache.count * 160 + perfMaps.count * 64
     }
 
+    /// A mark of "now" in use order, for ``dropUnused(since:)``.
+    public var useMark: UInt64 { useClock }
+
+    /// Drops the modules not used since `mark` (a ``useMark`` taken
+    /// earlier), and the perf maps and kernel answers: a long-running caller
+    /// lets go of the files of processes that are gone. Returns how many
+    /// modules were dropped.
+    @discardableResult
+    public func dropUnused(since mark: UInt64) -> Int {
+        var dropped = 0
+        for (key, used) in lastUse where used < mark {
+            modules[key] = nil
+            lastUse[key] = nil
+            dropped += 1
+        }
+        return dropped
+    }
+
     /// Drops the least recently used modules (and the kernel's remembered
     /// answers, and perf maps of processes) until ``memoryBytes`` is at most
     /// `bytes`; a module dropped is read again when next needed (its DWARF

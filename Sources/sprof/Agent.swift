@@ -581,7 +581,9 @@ final class AgentRunner: @unchecked Sendable {
         m.declare("sprof_agent_clickhouse_rows_total", .counter, help: "Sample rows ClickHouse accepted.")
         m.declare("sprof_agent_clickhouse_spooled_bytes", .gauge, help: "Bytes of batches waiting on disk for ClickHouse.")
         m.declare("sprof_agent_clickhouse_dropped_rows_total", .counter, help: "Rows dropped past the spool bound.")
+        m.declare("sprof_agent_clickhouse_retries_total", .counter, help: "ClickHouse requests retried (server down or refusing).")
         m.declare("sprof_agent_pyroscope_pushed_total", .counter, help: "Windows Pyroscope accepted.")
+        m.declare("sprof_agent_pyroscope_retries_total", .counter, help: "Pyroscope pushes retried.")
         m.declare("sprof_agent_pyroscope_dropped_total", .counter, help: "Windows not pushed to Pyroscope (queue full or retries exhausted).")
         m.set("sprof_agent_sampling_hz", Double(settings.frequency))
         m.set("sprof_agent_throttled", 0)
@@ -600,10 +602,12 @@ final class AgentRunner: @unchecked Sendable {
             metrics.set("sprof_agent_clickhouse_rows_total", Double(c.rowsWritten))
             metrics.set("sprof_agent_clickhouse_spooled_bytes", Double(c.spooledBytes))
             metrics.set("sprof_agent_clickhouse_dropped_rows_total", Double(c.droppedRows))
+            metrics.set("sprof_agent_clickhouse_retries_total", Double(c.retries))
         }
         if let c = sinks?.pyroscope?.currentCounters {
             metrics.set("sprof_agent_pyroscope_pushed_total", Double(c.pushed))
             metrics.set("sprof_agent_pyroscope_dropped_total", Double(c.dropped + c.failed))
+            metrics.set("sprof_agent_pyroscope_retries_total", Double(c.retries))
         }
     }
 
