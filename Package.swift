@@ -78,7 +78,7 @@ let package = Package(
         .target(name: "SprofFlameGraph", path: "flamegraph"),
         .executableTarget(name: "sprof",
                           dependencies: ["SprofBase", "SprofCapture", "SprofUnwind", "SprofSymbols", "SprofProfile", "SprofFlameGraph",
-                                         "SprofStore", "SprofClickHouse", "SprofAgent",
+                                         "SprofStore", "SprofClickHouse", "SprofAgent", "CSprof",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log")],
                           path: "Sources/sprof"),

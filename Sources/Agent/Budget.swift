@@ -35,7 +35,7 @@ public struct SelfUsage: Equatable, Sendable {
 /// window:
 /// - over the budget: the rate is scaled by budget ÷ used (cost is roughly
 ///   proportional to the rate: each sample is unwound and counted), rounded
-///   down, never below ``minimumHz``;
+///   down, but at most halved per window, never below ``minimumHz``;
 /// - under half the budget while below the configured rate: raised by a
 ///   quarter (at most to the configured rate), so a burst of load does not
 ///   keep the rate low for good, yet the rate does not swing back at once;
@@ -64,7 +64,9 @@ public struct RateController: Sendable {
         guard budget > 0, used.isFinite, used >= 0 else { return currentHz }
         if used > budget {
             let scaled = Int((Double(currentHz) * budget / used).rounded(.down))
-            currentHz = max(minimumHz, min(currentHz - 1, scaled))
+            // At most halved per window: one expensive window (a burst of new
+            // binaries to read) must not send the rate to the floor at once.
+            currentHz = max(minimumHz, min(currentHz - 1, max(scaled, currentHz / 2)))
         } else if used < budget / 2 && currentHz < configuredHz {
             currentHz = min(configuredHz, max(currentHz + 1, Int((Double(currentHz) * 1.25).rounded(.down))))
         }

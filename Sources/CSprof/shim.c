@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include <sys/ioctl.h>
+#include <malloc.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -41,6 +42,17 @@ int sprof_perf_set_period(int fd, uint64_t period_ns)
 	/* PERF_EVENT_IOC_PERIOD (perf_event_open(2)): the new period takes effect
 	 * at the next overflow, without closing the event or detaching BPF. */
 	return ioctl(fd, PERF_EVENT_IOC_PERIOD, &period_ns) < 0 ? -errno : 0;
+}
+
+void sprof_malloc_limit_arenas(int arenas)
+{
+	/* glibc's mallopt(3): M_ARENA_MAX bounds the per-thread arenas. */
+	mallopt(M_ARENA_MAX, arenas);
+}
+
+void sprof_malloc_trim(void)
+{
+	malloc_trim(0);
 }
 
 static sprof_log_sink log_sink;

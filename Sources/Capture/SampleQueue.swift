@@ -6,7 +6,9 @@ import Foundation
 /// it: back-pressure is visible, never hidden (shared DESIGN.md, Threads).
 final class SampleQueue: @unchecked Sendable {
     private let condition = NSCondition()
-    private var items: [RawSample] = []
+    /// Taken slots are nil: a sample's stack bytes (up to 64 KiB) are freed
+    /// when it is popped, not when the array is next compacted.
+    private var items: [RawSample?] = []
     private var head = 0
     private var bytes = 0
     private var closed = false
@@ -69,7 +71,8 @@ final class SampleQueue: @unchecked Sendable {
             return .windowEnd(m.mark)
         }
         guard head < items.count else { return nil }
-        let s = items[head]
+        let s = items[head]!
+        items[head] = nil
         head += 1
         popped += 1
         bytes -= s.stackBytes.count + 128

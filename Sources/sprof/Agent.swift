@@ -1,3 +1,4 @@
+import CSprof
 import Foundation
 import SprofAgent
 import SprofBase
@@ -236,6 +237,11 @@ final class AgentRunner: @unchecked Sendable {
 
     /// Runs until SIGTERM/SIGINT (or `duration`); returns the exit status.
     func runUntilStopped() -> Int32 {
+        // glibc gives each thread that allocates its own arena (up to 8 per
+        // CPU), and a daemon whose threads allocate and free in turns keeps
+        // the freed pages of all of them: two arenas, and what a window freed
+        // handed back to the kernel after it (malloc_trim, below).
+        sprof_malloc_limit_arenas(2)
         do {
             try prepareRuntimeDirectory()
             sinksLock.withLock { $0 = nil }
@@ -425,6 +431,7 @@ final class AgentRunner: @unchecked Sendable {
             let (closed, notes) = pending.removeFirst()
             jobs.unlock()
             process(closed, notes: notes)
+            sprof_malloc_trim()
         }
     }
 

@@ -17,6 +17,9 @@
  * task (cpu -1), sampling every `period_ns` of CPU time, disabled until the
  * BPF program is attached. Returns the fd or -errno. */
 int sprof_open_cpu_clock(int pid, int cpu, uint64_t period_ns);
+/* glibc malloc tuning for a long-running daemon (sprof agent). */
+void sprof_malloc_limit_arenas(int arenas);
+void sprof_malloc_trim(void);
 /* Changes a sampling event's period in place; 0 or -errno. */
 int sprof_perf_set_period(int fd, uint64_t period_ns);
 
