@@ -65,6 +65,10 @@ public struct RecordSettings: Sendable {
     /// mappings and files are read within a millisecond of the sample, so
     /// processes that live a few milliseconds can still be unwound and named.
     public var wakeEverySample = false
+    /// Samples of these processes are dropped on arrival (`sprof agent`
+    /// leaves itself out: its cost is in its metrics, and naming its own
+    /// large binaries would be most of that cost).
+    public var excludedPids: Set<Int32> = []
     /// A continuous recording cut into windows, one raw file each (`sprof
     /// agent`); nil: one file at `output`.
     public var windows: WindowRotation?
@@ -286,6 +290,7 @@ public final class Recorder: @unchecked Sendable {
         let makeSymbolization = s.makeSymbolization
         let symbolizationReport = Mutex<(locations: Int, nanoseconds: UInt64)?>(nil)
         let rotation = s.windows
+        let excluded = s.excludedPids
         let slot = WriterSlot(writer)
         // Finishes windows (names, stats, commit, hand-over) one at a time, in order.
         let namer = DispatchQueue(label: "sprof-namer")
@@ -430,6 +435,7 @@ public final class Recorder: @unchecked Sendable {
                 case .sample(let s):
                     sample = s
                 }
+                if excluded.contains(sample.tgid) { continue }
                 guard let writer = slot.writer, window.error == nil else {
                     // This window could not be written: its samples are counted as lost.
                     window.unwritten += 1

@@ -312,6 +312,7 @@ final class AgentRunner: @unchecked Sendable {
         // µs), each is handed over at once, not in 50 ms batches: a process
         // that lives 20 ms is read (mappings, files) before it is gone.
         r.wakeEverySample = s.frequency * KernelInfo.onlineCPUs.count <= 500
+        r.excludedPids = [getpid()]
         r.forcedFallbacks = CaptureVariants.environmentFallbacks
         if s.offCPU {
             r.offCPU = OffCPUSettings(minimumNanoseconds: UInt64(s.offCPUMinimumMicroseconds * 1000), includeKernelThreads: false)
