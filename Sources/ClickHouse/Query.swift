@@ -52,11 +52,16 @@ public struct ClickHouseQuery: Sendable, Equatable {
 
     /// A time: `now`, a duration before `now` (`90s`, `10m`, `1h`, `2d`,
     /// `1h30m`), an ISO 8601 time (`2026-11-22T10:00:00Z`, with an offset or
-    /// Z) or a UTC date (`2026-11-22`), or seconds since the epoch (`@1763805600`).
+    /// Z) or a UTC date (`2026-11-22`), or seconds since the epoch
+    /// (`@1763805600`, or bare as `report --store` takes them: `1763805600`).
     public static func parseTime(_ text: String, now: Date, flag: String) throws(ClickHouseError) -> Date {
         let t = text.trimmingCharacters(in: .whitespaces)
         if t == "now" { return now }
         if t.hasPrefix("@"), let s = Double(t.dropFirst()) { return Date(timeIntervalSince1970: s) }
+        // Bare unix seconds, as `report --store` and the agent's page take them.
+        if !t.isEmpty, t.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), let s = Double(t) {
+            return Date(timeIntervalSince1970: s)
+        }
         if let d = duration(t) { return now.addingTimeInterval(-d) }
         let iso = ISO8601DateFormatter()
         if let d = iso.date(from: t) { return d }
@@ -64,7 +69,7 @@ public struct ClickHouseQuery: Sendable, Equatable {
         if let d = iso.date(from: t) { return d }
         iso.formatOptions = [.withFullDate]
         if let d = iso.date(from: t) { return d }
-        throw .badTime("\(flag) \(text): expected a duration before now (90s, 10m, 1h, 2d, 1h30m), an ISO 8601 time (2026-11-22T10:00:00Z), a date (2026-11-22), @EPOCH_SECONDS or now")
+        throw .badTime("\(flag) \(text): expected a duration before now (90s, 10m, 1h, 2d, 1h30m), an ISO 8601 time (2026-11-22T10:00:00Z), a date (2026-11-22), unix seconds (1763805600 or @1763805600) or now")
     }
 
     static func duration(_ t: String) -> Double? {

@@ -17,9 +17,16 @@ public enum StoreTime {
     }
 
     /// A point in time: a duration before `now` (`10m`), an RFC 3339 time
-    /// (`2026-11-22T10:00:00Z`, `2026-11-22T11:00:00.5+01:00`), or unix
-    /// seconds (`1795000000`, `1795000000.25`).
+    /// (`2026-11-22T10:00:00Z`, `2026-11-22T11:00:00.5+01:00`), unix
+    /// seconds (`1795000000`, `1795000000.25`, or `@1795000000` as `sprof
+    /// query` writes them), or `now`.
     public static func parse(_ text: String, now: Date = Date()) throws(StoreError) -> Date {
+        // `now` and `@SECONDS`, as `sprof query` takes them too.
+        if text == "now" { return now }
+        if text.hasPrefix("@"), text.count > 1, text.dropFirst().allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
+           let seconds = Double(text.dropFirst()) {
+            return Date(timeIntervalSince1970: seconds)
+        }
         // Digits then letters (`10m`, and `10x` or `5min`, so the message is about durations).
         let digits = text.prefix { $0.isASCII && $0.isNumber }
         if !digits.isEmpty, digits.count < text.count, text.dropFirst(digits.count).allSatisfy({ $0.isASCII && $0.isLetter }) {

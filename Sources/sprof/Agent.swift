@@ -225,6 +225,8 @@ final class AgentRunner: @unchecked Sendable {
     /// The failing kinds: the last error said, and when.
     private let lastErrors = Mutex<[String: (message: String, at: UInt64)]>([:])
     private var run = 0
+    /// CLOCK_MONOTONIC when the first recording started (main thread only).
+    private var startedAt: UInt64 = 0
     private let rate = Mutex<RateController>(RateController(configuredHz: 19, budget: 0.01))
     /// Compiled unwind tables by build-id, kept across reloads.
     private let moduleCache = ModuleCache(memoryLimit: AgentBounds.unwindTables)
@@ -304,7 +306,10 @@ final class AgentRunner: @unchecked Sendable {
         let directory = runtimeWindowDirectory
         var r = RecordSettings(target: .all, output: "")
         r.frequency = rate.withLock { $0.currentHz }
-        r.duration = s.duration
+        // `-d` counts from the start, across reloads.
+        let now = monotonicNanoseconds()
+        if startedAt == 0 { startedAt = now }
+        r.duration = s.duration.map { max(0.05, $0 - Double(now - startedAt) / 1e9) }
         r.userStackSize = s.userStackSize
         r.ringBufferBytes = AgentBounds.ringBufferBytes(frequency: s.frequency, userStackSize: s.userStackSize)
         r.queueBytes = AgentBounds.queue

@@ -17,7 +17,7 @@ struct Query: ParsableCommand {
               --top [--limit N]  --folded  --flamegraph [OUT]  --pprof OUT  --speedscope OUT
               --value samples|cpu|offcpu|waits|both  --focus REGEX  --pid/--tid/--comm  --title …
             Times: a duration before now (90s, 10m, 1h, 2d, 1h30m), an ISO 8601 time
-            (2026-11-22T03:10:00Z), a UTC date (2026-11-22), @EPOCH_SECONDS, or now.
+            (2026-11-22T03:10:00Z), a UTC date (2026-11-22), unix seconds (1795000000 or @1795000000), or now.
             --where KEY=VALUE: host, pid, tid, comm, exe, thread_name, cgroup, container_id,
             systemd_unit, or a static label of the agent's config; repeat a key for alternatives.
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SprofAgent
 import SprofCapture
 import SprofProfile
 import SprofUnwind
@@ -156,11 +157,6 @@ struct Record: ParsableCommand {
     }
 }
 
-/// "32768", "32k", "32K", "32KiB", "64kb" -> bytes.
-func parseSize(_ text: String) -> Int? {
-    let lower = text.lowercased()
-    for suffix in ["kib", "kb", "k"] where lower.hasSuffix(suffix) {
-        return Int(lower.dropLast(suffix.count)).map { $0 * 1024 }
-    }
-    return Int(lower)
-}
+/// "32768", "32k", "32K", "32KiB", "64kb" -> bytes (binary units, as the
+/// agent's configuration reads them: one parser for both).
+func parseSize(_ text: String) -> Int? { AgentConfig.parseSize(text) }

@@ -220,6 +220,7 @@ final class ClickHouseTests: XCTestCase {
         XCTAssertEqual(try ClickHouseQuery.parseTime("2025-11-22", now: now, flag: "--since"), Date(timeIntervalSince1970: 1_763_769_600))
         XCTAssertEqual(try ClickHouseQuery.parseTime("@1763805600", now: now, flag: "--until"), now)
         XCTAssertEqual(try ClickHouseQuery.parseTime("now", now: now, flag: "--until"), now)
+        XCTAssertEqual(try ClickHouseQuery.parseTime("1763805600", now: .distantPast, flag: "--until"), now, "bare, as report --store takes it")
         XCTAssertThrowsError(try ClickHouseQuery.parseTime("yesterday", now: now, flag: "--since")) {
             XCTAssertTrue("\($0)".hasPrefix("--since yesterday: expected a duration"), "\($0)")
         }

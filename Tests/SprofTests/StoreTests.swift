@@ -318,9 +318,12 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try StoreTime.parse("2026-11-22 10:00:00Z", now: .distantPast), now)
         XCTAssertEqual(try StoreTime.parse("1795341600", now: .distantPast), now)
         XCTAssertEqual(try StoreTime.parse("1795341600.25", now: .distantPast), now.addingTimeInterval(0.25))
+        // As `sprof query` takes them too.
+        XCTAssertEqual(try StoreTime.parse("@1795341600", now: .distantPast), now)
+        XCTAssertEqual(try StoreTime.parse("now", now: now), now)
         XCTAssertEqual(StoreTime.format(now), "2026-11-22T10:00:00Z")
         for bad in ["10x", "5min", "m", "-5m", "1.5h", "yesterday", "", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z",
-                    "2026-11-22T10:00:00", "99999999999d"] {
+                    "2026-11-22T10:00:00", "99999999999d", "@10m", "@"] {
             XCTAssertThrowsError(try StoreTime.parse(bad, now: now), bad) { e in
                 guard case StoreError.badTime(let why) = e else { return XCTFail("\(bad): \(e)") }
                 XCTAssertTrue(why.contains("30s, 10m, 2h, 1d"), why)
