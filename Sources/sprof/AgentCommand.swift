@@ -45,7 +45,7 @@ struct AgentCommand: ParsableCommand {
     @Flag(help: "Print the effective configuration (file and flags) as TOML and exit.")
     var printConfig = false
 
-    @Option(name: .customShort("F"), help: "Samples per second per CPU (default 19).")
+    @Option(name: .customShort("F"), help: ArgumentHelp("Samples per second per CPU (default 19).", valueName: "hz"))
     var frequency: Int?
 
     @Option(help: ArgumentHelp("Window length, e.g. 10s or 1m (default 10s).", valueName: "duration"))
