@@ -325,15 +325,18 @@ public final class Recorder: @unchecked Sendable {
                 }
             }
             /// The end of a file: exits, then the names of every address in it.
-            func finishContents() throws(CaptureError) {
-                guard let writer = slot.writer else { return }
-                // Every sample is written. Exits noticed while the last ones
-                // drained, then those of unwatched processes (-a) that /proc
-                // says are gone now; when they went is not known.
+            /// Every sample of the file is written: the exits noticed while the
+            /// last ones drained, then those of unwatched processes (-a) that
+            /// /proc says are gone now (when they went is not known).
+            func writeFinalExits(_ writer: RawFileWriter) throws(CaptureError) {
                 try writeExits()
                 for pid in records.pidsNotKnownToHaveExited where procSaysExited(pid: pid) {
                     if let r = records.exited(pid: pid, at: nil) { try writer.writeProcess(r) }
                 }
+            }
+            func finishContents() throws(CaptureError) {
+                guard let writer = slot.writer else { return }
+                try writeFinalExits(writer)
                 // Name every address now, before the file is committed.
                 if let symbolization {
                     let t0 = DispatchTime.now().uptimeNanoseconds
@@ -352,12 +355,7 @@ public final class Recorder: @unchecked Sendable {
                 if let writer = slot.writer {
                     if window.error == nil {
                         do throws(CaptureError) {
-                            // Every sample is written. Exits noticed while the last ones
-                            // drained, then those /proc says are gone now.
-                            try writeExits()
-                            for pid in records.pidsNotKnownToHaveExited where procSaysExited(pid: pid) {
-                                if let r = records.exited(pid: pid, at: nil) { try writer.writeProcess(r) }
-                            }
+                            try writeFinalExits(writer)
                             handed = WindowInFlight(writer: writer, symbolization: symbolization)
                         } catch {
                             closed.error = error
