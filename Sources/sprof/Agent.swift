@@ -227,12 +227,13 @@ final class AgentRunner: @unchecked Sendable {
     private var run = 0
     /// CLOCK_MONOTONIC when the first recording started (main thread only).
     private var startedAt: UInt64 = 0
-    private let rate = Mutex<RateController>(RateController(configuredHz: 19, budget: 0.01))
+    private let rate: Mutex<RateController>
     /// Compiled unwind tables by build-id, kept across reloads.
     private let moduleCache = ModuleCache(memoryLimit: AgentBounds.unwindTables)
 
     init(settings: AgentSettings, reload: (@Sendable () throws -> AgentSettings)? = nil) {
         current = Mutex(settings)
+        rate = Mutex(RateController(configuredHz: settings.frequency, budget: settings.cpuBudget))
         self.reload = reload
         declareMetrics()
     }
@@ -576,7 +577,6 @@ final class AgentRunner: @unchecked Sendable {
     }
 
     private func declareMetrics() {
-        rate.withLock { $0 = RateController(configuredHz: settings.frequency, budget: settings.cpuBudget) }
         let m = metrics
         m.declare("sprof_agent_samples_total", .counter, help: "Samples recorded (on-CPU and off-CPU).")
         m.declare("sprof_agent_lost_samples_total", .counter, help: "Samples lost: kernel buffer or queue full, or a window that could not be written.")
