@@ -32,8 +32,11 @@ let package = Package(
                 cSettings: [.headerSearchPath("../../bpf/include")]),
         // Value types every layer shares: typed addresses, build-ids, mappings.
         .target(name: "SprofBase", path: "Sources/Base"),
+        // openat2(2) and the SIGBUS guard for mapped files: the C that SprofELF
+        // needs (no BPF, no libraries), so the symbolization library stays usable on its own.
+        .target(name: "CSprofFiles", path: "Sources/CSprofFiles"),
         // ELF files: headers, sections, notes, build-id (zero-copy over mmap).
-        .target(name: "SprofELF", dependencies: ["SprofBase"], path: "Sources/ELF", exclude: ["README.md"]),
+        .target(name: "SprofELF", dependencies: ["SprofBase", "CSprofFiles"], path: "Sources/ELF", exclude: ["README.md"]),
         // Capture: BPF loading, ring buffer, process tracking, the raw file.
         .target(name: "SprofCapture",
                 dependencies: ["CSprof", "CLibBPF", "SprofBase", "SprofELF",
@@ -69,7 +72,7 @@ let package = Package(
         // The agent's local store: windows as gzipped pprof files, retention, merging (issue 9).
         .target(name: "SprofStore", dependencies: ["SprofBase", "SprofProfile"], path: "Sources/Store"),
         // The agent's ClickHouse sink and `sprof query` (issue 9).
-        .target(name: "SprofClickHouse", dependencies: ["SprofProfile"], path: "Sources/ClickHouse", exclude: ["README.md"]),
+        .target(name: "SprofClickHouse", dependencies: ["SprofBase", "SprofProfile"], path: "Sources/ClickHouse", exclude: ["README.md"]),
         // `sprof agent`'s parts (issue 9): configuration, cgroup labels, the local HTTP
         // endpoint and its page, metrics, the CPU budget, the Pyroscope push.
         .target(name: "SprofAgent", dependencies: ["SprofBase", "SprofProfile", "SprofStore", "SprofFlameGraph"],

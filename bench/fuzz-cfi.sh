@@ -37,11 +37,14 @@ mkdir -p "$B" "$OUT/corpus" "$OUT/crashes"
 echo "building the fuzz target in $B"
 swiftc -parse-as-library -wmo -O -module-name SprofBase -emit-module -emit-module-path "$B/SprofBase.swiftmodule" \
     -c Sources/Base/*.swift -o "$B/SprofBase.o"
-swiftc -parse-as-library -wmo -O -module-name SprofELF -I "$B" -emit-module -emit-module-path "$B/SprofELF.swiftmodule" \
+# SprofELF's C part (openat2, the SIGBUS guard): a clang object and its module map.
+clang -O2 -c Sources/CSprofFiles/files.c -I Sources/CSprofFiles/include -o "$B/CSprofFiles.o"
+swiftc -parse-as-library -wmo -O -module-name SprofELF -I "$B" -I Sources/CSprofFiles/include -emit-module -emit-module-path "$B/SprofELF.swiftmodule" \
     -c Sources/ELF/*.swift -o "$B/SprofELF.o"
 # ld.gold warns once per ASan helper ("Cannot export local symbol"): noise.
 swiftc -parse-as-library -O -sanitize=fuzzer,address -module-name SprofUnwind -I "$B" \
-    Sources/Unwind/DWARF/*.swift bench/fuzz/CFIFuzzTarget.swift "$B/SprofBase.o" "$B/SprofELF.o" \
+    -I Sources/CSprofFiles/include \
+    Sources/Unwind/DWARF/*.swift bench/fuzz/CFIFuzzTarget.swift "$B/SprofBase.o" "$B/SprofELF.o" "$B/CSprofFiles.o" \
     -o "$B/fuzz-cfi" 2>&1 | grep -v "Cannot export local symbol" || true
 [ -x "$B/fuzz-cfi" ] || { echo "build failed" >&2; exit 1; }
 

@@ -1,5 +1,7 @@
 import CLibDW
+import CLibElf
 import SprofBase
+import SprofELF
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -63,7 +65,9 @@ final class DWARFSource {
             }
         }
         if opened == nil {
-            let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+            // Not open(2): `path` may be a file in another process's root
+            // (/proc/PID/root/...), resolved inside it (ModuleFiles).
+            let fd = ModuleFiles.openForReading(path)
             guard fd >= 0 else { return nil }
             guard let d = dwarf_begin(fd, DWARF_C_READ) else { close(fd); return nil }
             opened = (fd, d, path)
@@ -79,13 +83,26 @@ final class DWARFSource {
         var unitType: UInt8 = 0
         var cuDie = Dwarf_Die()
         if dwarf_get_units(dwarf, nil, &next, &version, &unitType, &cuDie, nil) != 0 {
-            dwarf_end(dwarf)
-            close(fd)
+            // Every stored property is set, so failing now runs deinit
+            // (The Swift Programming Language, "Failable Initializers"),
+            // which ends the handle and closes the file: doing it here too
+            // freed libdw's handle twice (found by bench/fuzz.sh dwarf).
             return nil
+        }
+        // libelf maps the file itself (ELF_C_READ_MMAP): guard that mapping
+        // too, since the file's owner can truncate it under us (mmap(2), SIGBUS).
+        var rawSize = 0
+        if let elf = dwarf_getelf(dwarf), let raw = elf_rawfile(elf, &rawSize), rawSize > 0 {
+            mappedImage = UnsafeRawPointer(raw)
+            ModuleFiles.guardMapping(UnsafeRawPointer(raw), size: rawSize)
         }
     }
 
+    /// libelf's mapping of the file, guarded against SIGBUS while open.
+    private var mappedImage: UnsafeRawPointer?
+
     deinit {
+        if let mappedImage { ModuleFiles.unguard(mappedImage) }
         dwarf_end(dwarf)
         close(fd)
     }
@@ -193,13 +210,14 @@ final class DWARFSource {
             var value: Dwarf_Word = 0
             var callFile: String? = nil
             if haveFiles, dwarf_attr(&chain[k], 0x58 /* DW_AT_call_file */, &attr) != nil,
-               dwarf_formudata(&attr, &value) == 0, Int(value) < fileCount,
+               dwarf_formudata(&attr, &value) == 0, value < UInt64(fileCount),
                let s = dwarf_filesrc(files, Int(value), nil, nil) {
                 callFile = absolute(s)
             }
             var callLine: Dwarf_Word = 0
             if dwarf_attr(&chain[k], 0x59 /* DW_AT_call_line */, &attr) != nil { _ = dwarf_formudata(&attr, &callLine) }
-            place = (callFile, Int(callLine))
+            // A line past Int32.max is no line (and Int(_:) of a UInt64 above Int.max traps).
+            place = (callFile, callLine <= UInt64(Int32.max) ? Int(callLine) : 0)
         }
         return out
     }
@@ -243,8 +261,18 @@ final class DWARFSource {
         return dwarf_offdie(dwarf, Dwarf_Off(best.die), &die) != nil ? die : nil
     }
 
-    /// Every subprogram with code under `parent`, at any depth.
-    private func collectFunctions(under parent: inout Dwarf_Die, into list: inout [(low: UInt64, high: UInt64, die: UInt64)]) {
+    /// How deep ``collectFunctions(under:into:depth:)`` and
+    /// ``descend(_:_:_:depth:)`` follow nested DIEs. Each level is a frame of
+    /// our own stack, and a file can nest DIEs as deep as it has bytes (one
+    /// abbreviation code per level, DWARF 5 §7.5.2), which would overflow
+    /// the stack. Real code nests far less: namespaces, classes, lexical
+    /// blocks and inline chains together stay in the tens.
+    static let maximumDepth = 256
+
+    /// Every subprogram with code under `parent`, at any depth up to ``maximumDepth``.
+    private func collectFunctions(under parent: inout Dwarf_Die, into list: inout [(low: UInt64, high: UInt64, die: UInt64)],
+                                  depth: Int = 0) {
+        guard depth < Self.maximumDepth else { return }
         var child = Dwarf_Die()
         guard dwarf_child(&parent, &child) == 0 else { return }
         while true {
@@ -261,7 +289,7 @@ final class DWARFSource {
             // Types, namespaces and functions can all hold function definitions;
             // inlined instances and variables cannot.
             if tag != 0x1d && tag != 0x34 && tag != 0x05 && dwarf_haschildren(&child) != 0 {
-                collectFunctions(under: &child, into: &list)
+                collectFunctions(under: &child, into: &list, depth: depth + 1)
             }
             var next = Dwarf_Die()
             guard dwarf_siblingof(&child, &next) == 0 else { return }
@@ -272,7 +300,8 @@ final class DWARFSource {
     /// Appends to `chain` the subprogram and inlined-subroutine DIEs under
     /// `parent` whose ranges hold `address`, outermost first. True when a
     /// code scope holding it was found under `parent`.
-    private func descend(_ parent: inout Dwarf_Die, _ address: UInt64, _ chain: inout [Dwarf_Die]) -> Bool {
+    private func descend(_ parent: inout Dwarf_Die, _ address: UInt64, _ chain: inout [Dwarf_Die], depth: Int = 0) -> Bool {
+        guard depth < Self.maximumDepth else { return false }
         var child = Dwarf_Die()
         guard dwarf_child(&parent, &child) == 0 else { return false }
         while true {
@@ -282,12 +311,12 @@ final class DWARFSource {
                 // DW_TAG_subprogram, inlined_subroutine, lexical_block, try_block, catch_block, entry_point
                 if dwarf_haspc(&child, Dwarf_Addr(address)) == 1 {
                     if tag == 0x2e || tag == 0x1d || tag == 0x03 { chain.append(child) }
-                    _ = descend(&child, address, &chain)
+                    _ = descend(&child, address, &chain, depth: depth + 1)
                     return true
                 }
             case 0x39, 0x1e, 0x02, 0x13, 0x17, 0x38:
                 // DW_TAG_namespace, module, class_type, structure_type, union_type, interface_type
-                if descend(&child, address, &chain) { return true }
+                if descend(&child, address, &chain, depth: depth + 1) { return true }
             default:
                 break
             }

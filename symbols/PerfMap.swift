@@ -1,4 +1,5 @@
 import SprofBase
+import SprofELF
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -197,14 +198,113 @@ public struct PerfMap: Sendable {
         return (s.name, s.start, a - s.start.rawValue)
     }
 
+    /// Bytes held (an estimate): each symbol's name, addresses and String,
+    /// and the owned ranges.
+    public var memoryBytes: Int {
+        symbols.reduce(0) { $0 + 48 + $1.name.utf8.count } + ranges.count * 24
+    }
+
     // MARK: - Finding the file
 
-    /// Reads the perf map of process `pid`, nil when there is none. Looks in
-    /// ``paths(pid:)`` order.
-    public static func load(pid: Int32) -> PerfMap? {
+    /// Reads the perf map of process `pid`, nil when there is none or it was
+    /// refused (``read(pid:maxBytes:)`` says why).
+    public static func load(pid: Int32) -> PerfMap? { read(pid: pid).map }
+
+    /// The most of a perf map read: a JIT that runs for days appends to its
+    /// map for days (Node's `--perf-basic-prof` maps reach gigabytes), and a
+    /// hostile process can write any size. Beyond it, the newest part (the
+    /// file's end: JITs append) is read and the older lines are counted as
+    /// skipped. 64 MiB is about 800,000 lines of V8's.
+    public static let defaultMaxBytes = 64 << 20
+
+    /// What reading a process's perf map found.
+    public struct Read: Sendable {
+        /// The symbols; nil when there is no map or it was refused.
+        public var map: PerfMap?
+        /// The file read (or refused).
+        public var path: String?
+        /// Why a file that exists was not read (its owner), in words.
+        public var refusal: String?
+        /// Bytes at the file's start left unread (beyond `maxBytes`).
+        public var skippedBytes: Int = 0
+        /// The file's size and modification time when read: a reader that
+        /// finds them unchanged need not read it again.
+        public var size: Int = 0
+        public var modified: Int = 0
+    }
+
+    /// Reads the perf map of process `pid`, in ``paths(pid:)`` order, the way
+    /// perf guards its own read (`dso__load_perf_map`, tools/perf/util/symbol.c:
+    /// a map not owned by the reader or root is ignored):
+    ///
+    /// - The file must be owned by root or by the process's effective user
+    ///   (`Uid:` of /proc/PID/status; for a process that is gone, by root or
+    ///   by us): another user could otherwise plant `/tmp/perf-PID.map` and
+    ///   name a root process's code as they please.
+    /// - It is opened as a mapped binary is (``ModuleFiles/openForReading(_:)``):
+    ///   inside the process's root, no symlink out of it, regular files only,
+    ///   never blocking on a FIFO.
+    /// - At most `maxBytes` of it are read: its end.
+    public static func read(pid: Int32, maxBytes: Int = defaultMaxBytes) -> Read {
+        let status = readWholeFile("/proc/\(pid)/status").map { String(decoding: $0, as: UTF8.self) }
+        let owner = status.flatMap(effectiveUID(status:))
+        for path in paths(pid: pid, status: status) {
+            let fd = ModuleFiles.openForReading(path)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { continue }
+            let fileOwner = UInt32(st.st_uid)
+            let allowed = fileOwner == 0 || fileOwner == (owner ?? UInt32(geteuid()))
+            guard allowed else {
+                let whose = owner.map { "the process's user (uid \($0))" } ?? "us (the process is gone)"
+                return Read(path: path, refusal: "\(path) is owned by uid \(fileOwner), not by \(whose) or root: ignored, as perf does")
+            }
+            let size = Int(st.st_size)
+            let skip = max(0, size - max(0, maxBytes))
+            guard var bytes = readAll(fd, from: skip, count: size - skip) else { continue }
+            if skip > 0, let newline = bytes.firstIndex(of: UInt8(ascii: "\n")) {
+                bytes.removeSubrange(0...newline)  // the first line read is cut: not a line
+            }
+            let map = bytes.withUnsafeBufferPointer { PerfMap(utf8: $0) }
+            return Read(map: map, path: path, skippedBytes: skip, size: size, modified: Int(st.st_mtim.tv_sec) &* 1_000_000_000 &+ Int(st.st_mtim.tv_nsec))
+        }
+        return Read()
+    }
+
+    /// The size and modification time of the map ``read(pid:maxBytes:)`` would
+    /// read (nil when there is none), to tell whether it changed.
+    public static func stamp(pid: Int32) -> (size: Int, modified: Int)? {
         for path in paths(pid: pid) {
-            guard let bytes = readWholeFile(path) else { continue }
-            return bytes.withUnsafeBufferPointer { PerfMap(utf8: $0) }
+            let fd = ModuleFiles.openForReading(path)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { continue }
+            return (Int(st.st_size), Int(st.st_mtim.tv_sec) &* 1_000_000_000 &+ Int(st.st_mtim.tv_nsec))
+        }
+        return nil
+    }
+
+    /// `count` bytes of `fd` from `offset` (fewer if the file shrank); nil on a read error.
+    private static func readAll(_ fd: Int32, from offset: Int, count: Int) -> [UInt8]? {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done)) }
+            if n < 0 { if errno == EINTR { continue }; return nil }
+            if n == 0 { break }
+            done += n
+        }
+        bytes.removeSubrange(done...)
+        return bytes
+    }
+
+    /// The effective uid: the second field of the `Uid:` line (proc(5)).
+    static func effectiveUID(status: String) -> UInt32? {
+        for line in status.split(separator: "\n") where line.hasPrefix("Uid:") {
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            return fields.count > 2 ? UInt32(fields[2]) : nil
         }
         return nil
     }
@@ -217,7 +317,10 @@ public struct PerfMap: Sendable {
     /// alive; then `/tmp/perf-PID.map`, which is the same file for a process
     /// that shares our namespaces, and still there after it exits.
     public static func paths(pid: Int32) -> [String] {
-        let status = readWholeFile("/proc/\(pid)/status").map { String(decoding: $0, as: UTF8.self) }
+        paths(pid: pid, status: readWholeFile("/proc/\(pid)/status").map { String(decoding: $0, as: UTF8.self) })
+    }
+
+    static func paths(pid: Int32, status: String?) -> [String] {
         let nspid = status.flatMap(namespacePID(status:)) ?? pid
         return ["/proc/\(pid)/root/tmp/perf-\(nspid).map", "/tmp/perf-\(pid).map"]
     }

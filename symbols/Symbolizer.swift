@@ -88,6 +88,8 @@ public final class Symbolizer {
         public var kernelSymbols: KernelSymbols? = nil
         /// Where the core kernel's symbols are kept for the boot; nil: not kept.
         public var kernelSymbolDirectory: String? = KernelSymbols.standardDirectory
+        /// The most of a process's perf map read (its end; see ``PerfMap/read(pid:maxBytes:)``).
+        public var perfMapMaxBytes = PerfMap.defaultMaxBytes
         /// Where decompressed copies of compressed DWARF are kept; nil: none.
         public var dwarfCache: DWARFCache? = DWARFCache.standard
         public init() {}
@@ -95,7 +97,14 @@ public final class Symbolizer {
 
     public let options: Options
     private var modules: [ModuleKey: SymbolizedModule?] = [:]
-    private var perfMaps: [Int32: (map: PerfMap?, readAt: UInt64)] = [:]
+    private var perfMaps: [Int32: (map: PerfMap?, readAt: UInt64, size: Int, modified: Int)] = [:]
+    /// Perf maps not read because their owner was neither the process's
+    /// user nor root (``PerfMap/read(pid:maxBytes:)``), and the lines of maps
+    /// over ``Options/perfMapMaxBytes`` left unread: counted, and said once
+    /// per process in ``unavailable``.
+    public private(set) var perfMapsRefused = 0
+    public private(set) var perfMapBytesSkipped = 0
+    private var perfMapWarned: Set<Int32> = []
     private var kernelCache: [UInt64: SymbolizedLocation] = [:]
     /// When each module was last used (``trim(toBytes:)`` drops the oldest).
     private var lastUse: [ModuleKey: UInt64] = [:]
@@ -184,7 +193,7 @@ public final class Symbolizer {
             module = ModuleFiles.vdso.map { SymbolizedModule(file: $0, debugFile: nil, options: options) }
         } else {
             let candidates = ModuleFiles.candidates(for: mapping, pid: live ? pid : nil, includePlainPath: true)
-            switch ModuleFiles.open(candidates, expecting: mapping.buildID) {
+            switch ModuleFiles.open(candidates, expecting: mapping.buildID, mapping: mapping) {
             case .success(let elf):
                 let m = SymbolizedModule(file: elf, debugFile: debugFile(for: elf, buildID: mapping.buildID), options: options)
                 unavailable += m.problems
@@ -202,7 +211,8 @@ public final class Symbolizer {
     /// Bytes the symbolizer holds beyond mapped files (an estimate): its
     /// modules' indexes and remembered answers, and the kernel's answers.
     public var memoryBytes: Int {
-        modules.values.reduce(0) { $0 + ($1?.memoryBytes ?? 0) } + kernelCache.count * 160 + perfMaps.count * 64
+        modules.values.reduce(0) { $0 + ($1?.memoryBytes ?? 0) } + kernelCache.count * 160
+            + perfMaps.values.reduce(0) { $0 + 64 + ($1.map?.memoryBytes ?? 0) }
     }
 
     /// A mark of "now" in use order, for ``dropUnused(since:)``.
@@ -233,6 +243,7 @@ public final class Symbolizer {
         if memoryBytes <= bytes { return 0 }
         kernelCache.removeAll()
         perfMaps.removeAll()
+        perfMapWarned.removeAll()
         if unavailable.count > 1000 { unavailable.removeAll() }
         var dropped = 0
         var total = memoryBytes
@@ -277,9 +288,27 @@ public final class Symbolizer {
         let now = DispatchTime.now().uptimeNanoseconds
         var entry = perfMaps[pid]
         // A JIT appends to its map as it compiles: on a miss, read it again,
-        // at most once a second.
-        if entry == nil || (entry!.map?.lookup(address) == nil && now &- entry!.readAt > 1_000_000_000) {
-            entry = (PerfMap.load(pid: pid), now)
+        // at most once a second, and only if it changed (size or time).
+        if let known = entry, known.map?.lookup(address) == nil, now &- known.readAt > 1_000_000_000 {
+            if let stamp = PerfMap.stamp(pid: pid), stamp.size == known.size, stamp.modified == known.modified {
+                perfMaps[pid]!.readAt = now
+            } else {
+                entry = nil
+            }
+        }
+        if entry == nil {
+            let read = PerfMap.read(pid: pid, maxBytes: options.perfMapMaxBytes)
+            if let refusal = read.refusal {
+                perfMapsRefused += 1
+                if perfMapWarned.insert(pid).inserted { unavailable.append(refusal) }
+            } else if read.skippedBytes > 0 {
+                perfMapBytesSkipped += read.skippedBytes
+                if perfMapWarned.insert(pid).inserted, let path = read.path {
+                    unavailable.append("\(path) is \(read.size) bytes: read its last \(options.perfMapMaxBytes) (the newest code); "
+                                       + "\(read.skippedBytes) bytes of older lines skipped")
+                }
+            }
+            entry = (read.map, now, read.size, read.modified)
             perfMaps[pid] = entry
         }
         guard let hit = entry?.map?.lookup(address) else { return nil }
@@ -288,7 +317,10 @@ public final class Symbolizer {
     }
 
     /// Forgets a process's perf map (it exited, or a fresher read is wanted).
-    public func forgetPerfMap(pid: Int32) { perfMaps[pid] = nil }
+    public func forgetPerfMap(pid: Int32) {
+        perfMaps[pid] = nil
+        perfMapWarned.remove(pid)
+    }
 
     private func unknown(module: String, offset: UInt64, kind: SymbolizedLocation.Kind) -> SymbolizedLocation {
         let base = module.split(separator: "/").last.map(String.init) ?? module

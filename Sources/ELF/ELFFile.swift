@@ -38,12 +38,19 @@ public final class ELFFile: @unchecked Sendable {
         case allocated
     }
 
-    /// Opens and maps the file at `path`.
+    /// Opens and maps the file at `path`: a regular file only, and a path
+    /// under `/proc/PID/root/` resolved inside that root
+    /// (`Syscalls.openFile`).
     public convenience init(path: String) throws(ELFError) {
-        let fd = Syscalls.openReadOnly(path)
-        guard fd >= 0 else { throw .cannotOpen(path: path, errno: -fd) }
-        defer { Syscalls.close(fd) }
-        try self.init(fileDescriptor: fd, path: path)
+        switch Syscalls.openFile(path) {
+        case .failed(let errno):
+            throw .cannotOpen(path: path, errno: errno)
+        case .notRegular:
+            throw .notRegularFile(path: path)
+        case .file(let fd, _):
+            defer { Syscalls.close(fd) }
+            try self.init(fileDescriptor: fd, path: path)
+        }
     }
 
     /// Maps the file open on `fd` (which stays the caller's to close; the

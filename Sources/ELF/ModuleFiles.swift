@@ -10,12 +10,16 @@ public enum ModuleFiles {
     /// The paths to try for the file `mapping` maps in process `pid`, in order:
     ///
     /// - `/proc/PID/root/PATH`: the path as the process sees it, through its
-    ///   mount namespace (a container's files);
+    ///   mount namespace (a container's files), resolved inside that root
+    ///   (``ELFFile/init(path:)``: `openat2` with `RESOLVE_IN_ROOT`);
     /// - `/proc/PID/map_files/START-END`: the very inode mapped, even when the
-    ///   file was replaced or deleted since (proc(5); needs CAP_SYS_ADMIN);
+    ///   file was replaced or deleted since (proc(5); needs CAP_SYS_ADMIN, or
+    ///   CAP_CHECKPOINT_RESTORE since Linux 5.9: fs/proc/base.c
+    ///   `proc_map_files_get_link`);
     /// - `PATH` itself (with `includePlainPath`), for a process that has
-    ///   exited: the caller must then check the build-id, since the file may
-    ///   have been rebuilt.
+    ///   exited: only when the build-id can prove it is the same file, or the
+    ///   process shares our root (a container's path names a host file of
+    ///   someone else's choosing otherwise).
     ///
     /// A `" (deleted)"` suffix, which the kernel appends to the path of an
     /// unlinked file (fs/d_path.c), is dropped. With no `pid`, only `PATH`.
@@ -26,8 +30,18 @@ public enum ModuleFiles {
             out.append("/proc/\(pid)/root\(path)")
             out.append("/proc/\(pid)/map_files/\(String(mapping.start.rawValue, radix: 16))-\(String(mapping.end.rawValue, radix: 16))")
         }
-        if includePlainPath || pid == nil { out.append(path) }
+        if pid == nil || (includePlainPath && (mapping.buildID != nil || sharesOurRoot(pid: pid!))) {
+            out.append(path)
+        }
         return out
+    }
+
+    /// Whether process `pid`'s root directory is ours (same device and inode
+    /// as `/`): its paths then name the same files as ours. False when it
+    /// cannot be told (the process is gone: its root cannot be read).
+    public static func sharesOurRoot(pid: Int32) -> Bool {
+        guard let theirs = Syscalls.identity(of: "/proc/\(pid)/root"), let ours = Syscalls.identity(of: "/") else { return false }
+        return theirs == ours
     }
 
     /// The mapping's path without the kernel's `" (deleted)"` suffix.
@@ -36,30 +50,76 @@ public enum ModuleFiles {
     }
 
     /// Opens the first of `candidates` that is an ELF file with the
-    /// mapping's build-id (when the recording knows it). On failure, the
-    /// reason for the last candidate tried, in words.
-    public static func open(_ candidates: [String], expecting buildID: BuildID?) -> Result<ELFFile, OpenFailure> {
-        var lastError = "no such file"
+    /// mapping's build-id (when the recording knows it). A candidate inside a
+    /// process (`/proc/PID/root/...`, `/proc/PID/map_files/...`) must also be
+    /// the file mapped: the device and inode of `mapping`'s maps line (when
+    /// known), so a path the process replaced or pointed elsewhere since is
+    /// not taken for it. On failure, the reason for each candidate tried, in words.
+    public static func open(_ candidates: [String], expecting buildID: BuildID?, mapping: Mapping? = nil) -> Result<ELFFile, OpenFailure> {
+        var reasons: [String] = []
+        let expected = mapping.flatMap(FileIdentity.init(mapping:))
         for candidate in candidates {
+            let fd: Int32
+            switch Syscalls.openFile(candidate) {
+            case .failed(let code):
+                reasons.append("\(candidate): \(Syscalls.describe(errno: code))")
+                continue
+            case .notRegular:
+                reasons.append("\(candidate): not a regular file")
+                continue
+            case .file(let opened, let identity):
+                if let expected, candidate.hasPrefix("/proc/"), identity != expected {
+                    Syscalls.close(opened)
+                    reasons.append("\(candidate) is not the mapped file (\(identity), the mapping has \(expected)): "
+                                   + "it was replaced, or a link leads elsewhere")
+                    continue
+                }
+                fd = opened
+            }
+            defer { Syscalls.close(fd) }
             do {
-                let elf = try ELFFile(path: candidate)
+                let elf = try ELFFile(fileDescriptor: fd, path: candidate)
                 if let expected = buildID, let actual = try? elf.buildID(), actual != expected {
-                    lastError = "\(candidate) has build-id \(actual), the recording saw \(expected) (the file was rebuilt or replaced)"
+                    reasons.append("\(candidate) has build-id \(actual), the recording saw \(expected) (the file was rebuilt or replaced)")
                     continue
                 }
                 return .success(elf)
             } catch {
-                lastError = "\(error)"
+                reasons.append("\(error)")
             }
         }
-        return .failure(OpenFailure(reason: lastError))
+        return .failure(OpenFailure(reason: reasons.last ?? "no such file", tried: reasons))
     }
 
     /// Why no candidate could be opened.
     public struct OpenFailure: Error, Sendable, CustomStringConvertible {
+        /// The reason for the last candidate tried.
         public var reason: String
+        /// The reason for each candidate, in order.
+        public var tried: [String] = []
         public var description: String { reason }
     }
+
+    /// Opens `path` for reading as ``ELFFile/init(path:)`` does (a regular
+    /// file only; inside a process's root when under `/proc/PID/root/`): for
+    /// a reader that needs its own descriptor (libdw). The fd, or `-errno`.
+    public static func openForReading(_ path: String) -> Int32 {
+        switch Syscalls.openFile(path) {
+        case .file(let fd, _): return fd
+        case .failed(let code): return -code
+        case .notRegular: return -EINVAL
+        }
+    }
+
+    /// Guards a read-only mapping of a file made by someone else (libelf's
+    /// `elf_rawfile`) as ``ELFFile`` guards its own: a truncation under it
+    /// reads as zeros. Call ``unguard(_:)`` before it is unmapped.
+    public static func guardMapping(_ base: UnsafeRawPointer, size: Int) { Syscalls.guardMapping(base, size: size) }
+    public static func unguard(_ base: UnsafeRawPointer) { Syscalls.unguardMapping(base) }
+
+    /// Pages of mapped files that read as zeros because their file was
+    /// truncated under the mapping (a SIGBUS turned into a zero page), since start.
+    public static var truncatedPagesRead: UInt64 { Syscalls.guardHits }
 
     /// Where a separate debug file for `elf` may be, in GDB's search order
     /// (GDB manual, "Separate Debug Files"): `/usr/lib/debug/.build-id/xx/rest.debug`
@@ -87,7 +147,7 @@ public enum ModuleFiles {
     public static func debugFile(for elf: ELFFile, buildID: BuildID?, having required: [String],
                                  debugRoot: String = "/usr/lib/debug") -> ELFFile? {
         let id = buildID ?? (try? elf.buildID())
-        for path in debugFileCandidates(for: elf, buildID: id, debugRoot: debugRoot) where access(path, R_OK) == 0 {
+        for path in debugFileCandidates(for: elf, buildID: id, debugRoot: debugRoot) {
             guard let debug = try? ELFFile(path: path) else { continue }
             guard required.contains(where: { debug.sectionIndex(named: $0) != nil }) else { continue }
             if let id, let other = try? debug.buildID(), other != id { continue }

@@ -154,7 +154,7 @@ public enum ModuleLoader {
         // build-id can prove it is the same file.
         let candidates = ModuleFiles.candidates(for: mapping, pid: source == .live ? pid : nil,
                                                 includePlainPath: source == .recordedPaths || mapping.buildID != nil)
-        switch ModuleFiles.open(candidates, expecting: mapping.buildID) {
+        switch ModuleFiles.open(candidates, expecting: mapping.buildID, mapping: mapping) {
         case .success(let elf):
             return try UnwindModule(elf: elf, debugELF: ModuleFiles.debugFile(for: elf, buildID: mapping.buildID, having: [".debug_frame"]))
         case .failure(let failure):
