@@ -9,8 +9,22 @@
 public struct FoldedStacks: Sendable {
     var frames = FrameTable()
     var tree = StackTree()
-    /// The sum of all counts, kept as stacks are added.
+    /// The sum of all counts, kept as stacks are added. Never wraps: the
+    /// parser refuses counts past 2^64 - 1 (`totalOverflow`), and ``add(_:count:)``
+    /// and ``merge(_:)`` clamp there (``clampedSamples``), so every inclusive
+    /// count the renderer adds up fits in 64 bits.
     public private(set) var total: UInt64 = 0
+    /// Samples ``add(_:count:)`` and ``merge(_:)`` left out because the total
+    /// would have passed 2^64 - 1 (counts from a hostile or damaged file);
+    /// at most 2^64 - 1 itself.
+    public private(set) var clampedSamples: UInt64 = 0
+
+    /// The most frames a line may have: 100,000, far more than any
+    /// profiler records (sprof: 127 kernel frames and a u16 count of user
+    /// frames, `RawSampleLayout.maxUserFrames`; perf: `kernel.perf_event_max_stack`,
+    /// 127 by default), and few enough that one line cannot make a flame graph
+    /// of more than about 20 MB (one `<g>` of ~200 bytes per frame).
+    public static let maxDepth = 100_000
 
     public init() {}
 
@@ -24,10 +38,12 @@ public struct FoldedStacks: Sendable {
         case noFrames(line: Int)
         /// The counts so far add up to more than 2^64 - 1.
         case totalOverflow(line: Int)
+        /// More than ``FoldedStacks/maxDepth`` frames on one line.
+        case tooDeep(line: Int, limit: Int)
 
         public var line: Int {
             switch self {
-            case .missingCount(let l), .badCount(let l, _), .noFrames(let l), .totalOverflow(let l): return l
+            case .missingCount(let l), .badCount(let l, _), .noFrames(let l), .totalOverflow(let l), .tooDeep(let l, _): return l
             }
         }
 
@@ -41,6 +57,9 @@ public struct FoldedStacks: Sendable {
                 return "folded stacks line \(l): a count but no frames before it"
             case .totalOverflow(let l):
                 return "folded stacks line \(l): the counts add up to more than \(UInt64.max)"
+            case .tooDeep(let l, let limit):
+                return "folded stacks line \(l): more than \(limit) frames in one stack; "
+                    + "no profiler records stacks that deep (a damaged file, or frames not separated by `;`?)"
             }
         }
     }
@@ -73,8 +92,10 @@ public struct FoldedStacks: Sendable {
     }
 
     /// Adds `count` samples of `stack` (root first). Empty names are skipped,
-    /// as the parser skips empty `;;` segments.
+    /// as the parser skips empty `;;` segments. Samples that would take
+    /// ``total`` past 2^64 - 1 are left out and counted in ``clampedSamples``.
     public mutating func add(_ stack: [String], count: UInt64 = 1) {
+        let count = clamp(count)
         var node: Int32 = 0
         for frame in stack {
             var frame = frame
@@ -84,7 +105,6 @@ public struct FoldedStacks: Sendable {
             if let name { node = tree.child(of: node, name: name) }
         }
         tree.end(node, count: count)
-        total += count
     }
 
     /// Adds every stack of `other`.
@@ -100,10 +120,21 @@ public struct FoldedStacks: Sendable {
             let n = other.tree[i]
             nodeMap[i] = tree.child(of: nodeMap[Int(n.parent)], name: nameMap[Int(n.name)])
         }
+        clampedSamples = clampedSamples.addingReportingOverflow(other.clampedSamples).overflow
+            ? .max : clampedSamples + other.clampedSamples
         for (node, count) in other.tree.ends {
-            tree.end(nodeMap[Int(node)], count: count)
+            tree.end(nodeMap[Int(node)], count: clamp(count))
         }
-        total += other.total
+    }
+
+    /// `count`, or what is left below 2^64 - 1 of it (the rest counted in
+    /// ``clampedSamples``, which saturates), added to ``total``.
+    private mutating func clamp(_ count: UInt64) -> UInt64 {
+        let kept = min(count, UInt64.max - total)
+        let (clamped, overflow) = clampedSamples.addingReportingOverflow(count - kept)
+        clampedSamples = overflow ? .max : clamped
+        total += kept
+        return kept
     }
 
     /// Stacks root first, with their counts; duplicates merged. Built on
@@ -278,7 +309,10 @@ extension FoldedStacks {
             while i < length {
                 var j = length
                 if k < semis.count && semis[k] - s < length { j = semis[k] - s; k += 1 }
-                if j > i {
+                // A frame of only blanks is no frame, like an empty one: no
+                // name to show, and written out it would merge into the
+                // separator (`a; ;b` is `a;b`; `; ; 3` has no frames).
+                if j > i && !Self.isBlank(base + s + i, j - i) {
                     let name = frames.intern(UnsafeRawBufferPointer(start: base + s + i, count: j - i))
                     // Once this line has made a node, everything after it is new too.
                     if fresh {
@@ -290,6 +324,7 @@ extension FoldedStacks {
                         fresh = true
                     }
                     prevEnds.append(j); prevNodes.append(node)
+                    if prevEnds.count > Self.maxDepth { throw .tooDeep(line: lineNumber, limit: Self.maxDepth) }
                 }
                 i = j + 1
             }
@@ -300,6 +335,16 @@ extension FoldedStacks {
             tree.end(node, count: count)
             prevStart = s; prevLength = length
         }
+    }
+}
+
+extension FoldedStacks {
+    /// Only spaces and tabs (a frame's first byte is rarely one: one compare).
+    @inline(__always)
+    static func isBlank(_ p: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+        var i = 0
+        while i < n && (p[i] == space || p[i] == tab) { i += 1 }
+        return i == n
     }
 }
 

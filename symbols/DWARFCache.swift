@@ -56,7 +56,9 @@ public struct DWARFCache: Sendable {
     /// The cached file for `id`, touched as used; nil if there is none.
     func lookup(_ id: BuildID) -> String? {
         let p = path(for: id)
-        guard access(p, R_OK) == 0 else { return nil }
+        // Only a regular file this user wrote: not a symlink or a file
+        // someone else planted in the directory (libdw would parse it).
+        guard let st = try? SafeFile.lstat(p), st.st_mode & S_IFMT == S_IFREG, st.st_uid == geteuid() else { return nil }
         _ = utimensat(AT_FDCWD, p, nil, 0)
         return p
     }
@@ -110,11 +112,16 @@ public struct DWARFCache: Sendable {
         let headersOffset = (offset + 7) & ~7
         let count = sections.count + 2
 
-        mkdirs(directory)
+        // SprofBase's SafeFile (Sources/Base/SafeWrite.swift), as for every
+        // file sprof writes: the directory 0700 and refused if it is a
+        // symlink or another user's; the file 0600 (it holds the names of a
+        // binary's functions and sources), created O_EXCL|O_NOFOLLOW under an
+        // unpredictable name and renamed over `<build-id>.debug`.
+        guard (try? SafeFile.makePrivateDirectory(directory)) != nil else { return }
         let final = path(for: id)
-        let temporary = "\(directory)/.\(id.description).\(getpid()).tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return }
+        guard let target = try? SafeFile.Destination(final) else { return }
+        defer { target.close() }
+        guard let (fd, temporary) = try? target.createTemporary() else { return }
         var ok = true
         func put(_ p: UnsafeRawBufferPointer) {
             var done = 0
@@ -160,8 +167,8 @@ public struct DWARFCache: Sendable {
         headers[count - 1] = st
         headers.withUnsafeBytes { put($0) }
         if ok && fsync(fd) != 0 { ok = false }
-        close(fd)
-        guard ok, rename(temporary, final) == 0 else { unlink(temporary); return }
+        if close(fd) != 0 { ok = false }
+        guard ok, (try? target.install(temporary)) != nil else { target.remove(temporary); return }
         evict(keeping: final)
     }
 
@@ -185,14 +192,6 @@ public struct DWARFCache: Sendable {
         for f in files.sorted(by: { $0.used < $1.used }) where f.path != kept {
             if total <= byteLimit { break }
             if unlink(f.path) == 0 { total -= f.bytes }
-        }
-    }
-
-    private func mkdirs(_ path: String) {
-        var prefix = ""
-        for part in path.split(separator: "/") {
-            prefix += "/" + part
-            _ = mkdir(prefix, 0o755)
         }
     }
 }

@@ -14,7 +14,8 @@ import SprofELF
 /// `.symver` gave it, as in libc's debug file's `memcpy@GLIBC_2.2.5`, while
 /// a `.dynsym` name never has one: its version is in `.gnu.version`) and are
 /// decoded only when a ``Symbol`` is asked for; the table holds 40 bytes per
-/// symbol and the file's mapping (through ``file``).
+/// symbol, 16 to 32 more for the lookup tree, and the file's mapping (through
+/// ``file``).
 ///
 /// Addresses are the file's own (`st_value`), so a process address must be
 /// translated first: ``lookup(_:in:)`` does that with
@@ -90,8 +91,7 @@ public struct ELFSymbols: RandomAccessCollection, Sendable {
         }
     }
 
-    /// One kept symbol as stored (32 bytes with padding; 40 with its
-    /// `coverEnd`), no name decoded.
+    /// One kept symbol as stored (32 bytes with padding), no name decoded.
     struct Entry {
         var address: UInt64
         /// See ``Symbol/end``.
@@ -110,10 +110,17 @@ public struct ELFSymbols: RandomAccessCollection, Sendable {
     public let table: Table?
     /// Sorted by address; at one address, the preferred name first (see ``init(_:)``).
     let entries: [Entry]
-    /// `coverEnd[i]` is the greatest `end` of `entries[0...i]`: when it is
-    /// not above an address, no symbol at or before `i` contains it, so a
-    /// lookup stops walking back.
-    let coverEnd: [UInt64]
+    /// A max segment tree over the entries' `end`s: node 1 is the root,
+    /// node `k` has children `2k` and `2k + 1`, and leaf `leaves + i` holds
+    /// `entries[i].end` (leaves past the last entry hold 0). A lookup finds
+    /// the last symbol before an address that still contains it in
+    /// O(log n) steps, however the symbols overlap: walking back symbol by
+    /// symbol took O(n) per lookup for a table a hostile binary can make
+    /// (one huge symbol, then many small ones, or many aliases at one
+    /// address), and the symbolizer looks up every distinct address.
+    let endTree: [UInt64]
+    /// The number of leaves of ``endTree``: a power of two, at least `entries.count`.
+    let leaves: Int
     /// The string table (nil when there is no symbol table); its bytes
     /// point into ``file``'s mapping.
     let stringTable: ELFSection?
@@ -139,13 +146,41 @@ public struct ELFSymbols: RandomAccessCollection, Sendable {
             self.table = table
             self.entries = read.entries
             self.stringTable = read.strings
-            self.coverEnd = read.coverEnd
+            (self.endTree, self.leaves) = Self.tree(read.entries)
             return
         }
         self.table = nil
         self.entries = []
         self.stringTable = nil
-        self.coverEnd = []
+        (self.endTree, self.leaves) = Self.tree([])
+    }
+
+    /// The max segment tree of ``endTree`` over `entries`.
+    private static func tree(_ entries: [Entry]) -> ([UInt64], Int) {
+        var leaves = 1
+        while leaves < entries.count { leaves *= 2 }
+        var tree = [UInt64](repeating: 0, count: 2 * leaves)
+        for (i, e) in entries.enumerated() { tree[leaves + i] = e.end }
+        for k in stride(from: leaves - 1, through: 1, by: -1) { tree[k] = Swift.max(tree[2 * k], tree[2 * k + 1]) }
+        return (tree, leaves)
+    }
+
+    /// The last (`fromRight`) or first index `i` in `l...r` whose
+    /// `entries[i].end` is above `a`, searching the subtree of `node`, which
+    /// covers the indices `lo...hi`. Visits O(log n) nodes: at most two
+    /// partly covered nodes per level, and a fully covered node whose
+    /// maximum is above `a` always holds an answer. Recursion depth log2(n).
+    private func search(_ node: Int, _ lo: Int, _ hi: Int, _ l: Int, _ r: Int, above a: UInt64,
+                        fromRight: Bool) -> Int? {
+        if r < lo || hi < l || endTree[node] <= a { return nil }
+        if lo == hi { return lo }
+        let mid = (lo + hi) / 2
+        if fromRight {
+            return search(2 * node + 1, mid + 1, hi, l, r, above: a, fromRight: true)
+                ?? search(2 * node, lo, mid, l, r, above: a, fromRight: true)
+        }
+        return search(2 * node, lo, mid, l, r, above: a, fromRight: false)
+            ?? search(2 * node + 1, mid + 1, hi, l, r, above: a, fromRight: false)
     }
 
     // MARK: - Collection
@@ -170,7 +205,8 @@ public struct ELFSymbols: RandomAccessCollection, Sendable {
     /// `address` (it is in padding after a function, or a PLT stub), the
     /// lookup walks back to an enclosing symbol, if any: a small sized symbol
     /// inside a larger function does not hide the function past its own end.
-    /// Binary search; allocates nothing.
+    /// Binary searches and two searches of ``endTree``: O(log n) whatever
+    /// the table holds; allocates nothing.
     public func index(containing address: StatedAddress) -> Int? {
         let a = address.rawValue
         var lo = 0, hi = entries.count
@@ -178,14 +214,17 @@ public struct ELFSymbols: RandomAccessCollection, Sendable {
             let mid = (lo + hi) / 2
             if entries[mid].address <= a { lo = mid + 1 } else { hi = mid }
         }
-        var i = lo - 1
-        while i >= 0 && coverEnd[i] > a {
-            var first = i
-            while first > 0 && entries[first - 1].address == entries[i].address { first -= 1 }
-            for j in first...i where entries[j].end > a { return j }
-            i = first - 1
+        // The last symbol starting at or before `a` that contains it: its
+        // address is the greatest that has a symbol holding `a`.
+        guard lo > 0, let last = search(1, 0, leaves - 1, 0, lo - 1, above: a, fromRight: true) else { return nil }
+        // The first of that address's symbols: the preferred one holding `a`.
+        let start = entries[last].address
+        var first = 0, upper = last
+        while first < upper {
+            let mid = (first + upper) / 2
+            if entries[mid].address < start { first = mid + 1 } else { upper = mid }
         }
-        return nil
+        return search(1, 0, leaves - 1, first, last, above: a, fromRight: false)
     }
 
     /// The function containing `address` and the offset into it, or nil
@@ -205,11 +244,20 @@ public struct ELFSymbols: RandomAccessCollection, Sendable {
         return lookup(stated)
     }
 
+    /// The most bytes of a name read: names of different symbols may share
+    /// bytes (gABI "String Table": `st_name` is any offset), so a hostile
+    /// table without NULs would make every name the rest of the table, and
+    /// decoding n of them O(n × table size). Real names stay far below it:
+    /// the longest mangled C++ and Rust names seen are a few KiB.
+    static let maximumNameLength = 16 << 10
+
     /// The name at `st_name` (checked at init to lie inside the table): up to
-    /// the next NUL, or to the end of a table whose last byte is not NUL.
+    /// the next NUL, or to the end of a table whose last byte is not NUL, or
+    /// ``maximumNameLength`` bytes.
     func name(at offset: UInt32) -> String {
         guard let strings = stringTable?.bytes else { return "" }
-        let tail = UnsafeRawBufferPointer(rebasing: strings[Int(offset)...])
+        let start = Int(offset)
+        let tail = UnsafeRawBufferPointer(rebasing: strings[start..<Swift.min(strings.count, start + Self.maximumNameLength)])
         let end = tail.firstIndex(of: 0) ?? tail.count
         return String(decoding: UnsafeRawBufferPointer(rebasing: tail[..<end]), as: UTF8.self)
     }
@@ -218,7 +266,6 @@ public struct ELFSymbols: RandomAccessCollection, Sendable {
 
     private struct Read {
         var entries: [Entry]
-        var coverEnd: [UInt64]
         var strings: ELFSection
     }
 
@@ -319,14 +366,7 @@ public struct ELFSymbols: RandomAccessCollection, Sendable {
             i = groupStart - 1
         }
 
-        var coverEnd: [UInt64] = []
-        coverEnd.reserveCapacity(sorted.count)
-        var high: UInt64 = 0
-        for e in sorted {
-            high = Swift.max(high, e.end)
-            coverEnd.append(high)
-        }
-        return Read(entries: sorted, coverEnd: coverEnd, strings: stringTable)
+        return Read(entries: sorted, strings: stringTable)
     }
 }
 

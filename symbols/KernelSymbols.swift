@@ -188,7 +188,10 @@ extension KernelSymbols {
     public static func loadCore(keptIn directory: String?, kallsyms: String = "/proc/kallsyms",
                                 bootID: String? = readBootID()) -> (symbols: KernelSymbols, kept: Bool)? {
         let file = directory.flatMap { d in bootID.map { "\(d)/kallsyms-\($0).bin" } }
-        if let file, let bytes = readWholeFile(file), let table = KernelSymbols(kept: bytes) {
+        // Only a regular file this user wrote (not a symlink, not one another
+        // user planted): its addresses name every kernel frame.
+        if let file, let st = try? SafeFile.lstat(file), st.st_mode & S_IFMT == S_IFREG, st.st_uid == geteuid(),
+           let bytes = readWholeFile(file), let table = KernelSymbols(kept: bytes) {
             return (table, true)
         }
         guard let full = load(path: kallsyms) else { return nil }
@@ -254,11 +257,11 @@ extension KernelSymbols {
             blob += names[Int(e.nameStart)..<(Int(e.nameStart) + Int(e.nameLength))]
         }
         out += blob
-        _ = mkdir(directory, 0o700)
-        let temporary = "\(file).\(getpid()).tmp"
-        guard let fd = try? POSIX.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) else { return }
-        let written = (try? POSIX.writeAll(fd, out)) != nil
-        try? POSIX.close(fd)
-        if !written || (try? POSIX.rename(temporary, file)) == nil { try? POSIX.unlink(temporary) }
+        // SprofBase's SafeFile (Sources/Base/SafeWrite.swift), as for every
+        // file sprof writes: the directory 0700, refused if it is a symlink or
+        // another user's (/run/sprof is shared with the agent's windows); the
+        // file 0600, created O_EXCL|O_NOFOLLOW and renamed into place.
+        guard (try? SafeFile.makePrivateDirectory(directory)) != nil else { return }
+        try? SafeFile.write(out, to: file)
     }
 }

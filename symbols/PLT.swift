@@ -34,7 +34,15 @@ public struct PLTStubs: Sendable {
     /// Reads the stubs of `file`; none for a file that is not x86-64, has no
     /// PLT or whose relocations cannot be read (the names are a convenience:
     /// a corrupt table costs them, never a wrong name).
+    ///
+    /// Sections do not overlap in a well-formed file (gABI "Sections"), so
+    /// the relocation sections together, and the PLT sections together, hold
+    /// at most the file's bytes; once either passes that, the rest of its
+    /// kind is not read. Without that bound, headers pointing at the same
+    /// bytes over and over (64 bytes each) cost O(headers × file size) time,
+    /// and as many stubs in memory.
     public init(_ file: ELFFile) {
+        var budget = file.bytes.count
         guard file.header.machine == .x86_64 else { stubs = []; return }
         // GOT slot address -> symbol name, from every SHT_RELA section that
         // applies to dynamic symbols (sh_link names .dynsym).
@@ -42,6 +50,8 @@ public struct PLTStubs: Sendable {
         var irelativeTargets: [UInt64: UInt64] = [:]
         for (i, h) in file.sectionHeaders.enumerated() where h.type == .rela && h.entrySize == 24 {
             guard let rela = try? file.section(at: i) else { continue }
+            budget -= rela.bytes.count
+            guard budget >= 0 else { break }
             let link = Int(h.link)
             guard link > 0, link < file.sectionHeaders.count, file.sectionHeaders[link].type == .dynamicSymbols,
                   let dynsym = try? file.section(at: link) else { continue }
@@ -58,16 +68,22 @@ public struct PLTStubs: Sendable {
                 guard so + 24 <= dynsym.bytes.count else { continue }
                 let nameOffset = Int(dynsym.bytes.le32(so))
                 guard nameOffset < strtab.bytes.count else { continue }
-                let tail = UnsafeRawBufferPointer(rebasing: strtab.bytes[nameOffset...])
+                // At most ELFSymbols.maximumNameLength bytes: every relocation
+                // may point into one long NUL-less name.
+                let tail = UnsafeRawBufferPointer(rebasing: strtab.bytes[nameOffset..<min(strtab.bytes.count,
+                                                                                             nameOffset + ELFSymbols.maximumNameLength)])
                 let end = tail.firstIndex(of: 0) ?? tail.count
                 let name = String(decoding: UnsafeRawBufferPointer(rebasing: tail[..<end]), as: UTF8.self)
                 if !name.isEmpty { slotNames[offset] = name }
             }
         }
         var out: [Stub] = []
+        budget = file.bytes.count
         for (i, h) in file.sectionHeaders.enumerated() where h.flags.contains(.executable) && h.type == .progbits {
             guard let name = file.name(of: h), name == ".plt" || name == ".plt.sec" || name == ".plt.got" || name == ".iplt",
                   let section = try? file.section(at: i) else { continue }
+            budget -= section.bytes.count
+            guard budget >= 0 else { break }
             let entry = name == ".plt.got" && h.entrySize == 8 ? 8 : 16
             let b = section.bytes
             for o in stride(from: 0, to: b.count - entry + 1, by: entry) {

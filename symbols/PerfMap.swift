@@ -1,5 +1,6 @@
 import SprofBase
 import SprofELF
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -217,6 +218,16 @@ public struct PerfMap: Sendable {
     /// skipped. 64 MiB is about 800,000 lines of V8's.
     public static let defaultMaxBytes = 64 << 20
 
+    /// Process-wide counts, for a long-running reader's metrics: maps
+    /// refused for their owner, and bytes left unread past a limit.
+    public static var refusedCount: Int { counters.refused.load(ordering: .relaxed) }
+    public static var skippedByteCount: Int { counters.skippedBytes.load(ordering: .relaxed) }
+    private static let counters = Counters()
+    private final class Counters: Sendable {
+        let refused = Atomic<Int>(0)
+        let skippedBytes = Atomic<Int>(0)
+    }
+
     /// What reading a process's perf map found.
     public struct Read: Sendable {
         /// The symbols; nil when there is no map or it was refused.
@@ -258,6 +269,7 @@ public struct PerfMap: Sendable {
             let allowed = fileOwner == 0 || fileOwner == (owner ?? UInt32(geteuid()))
             guard allowed else {
                 let whose = owner.map { "the process's user (uid \($0))" } ?? "us (the process is gone)"
+                counters.refused.add(1, ordering: .relaxed)
                 return Read(path: path, refusal: "\(path) is owned by uid \(fileOwner), not by \(whose) or root: ignored, as perf does")
             }
             let size = Int(st.st_size)
@@ -267,6 +279,7 @@ public struct PerfMap: Sendable {
                 bytes.removeSubrange(0...newline)  // the first line read is cut: not a line
             }
             let map = bytes.withUnsafeBufferPointer { PerfMap(utf8: $0) }
+            if skip > 0 { counters.skippedBytes.add(skip, ordering: .relaxed) }
             return Read(map: map, path: path, skippedBytes: skip, size: size, modified: Int(st.st_mtim.tv_sec) &* 1_000_000_000 &+ Int(st.st_mtim.tv_nsec))
         }
         return Read()

@@ -14,6 +14,7 @@ import SprofBase
 /// stack_size = "16KiB"
 /// cpu_budget = 0.01
 /// host = ""
+/// keep_root = false
 /// [store]
 /// enabled = true
 /// directory = ""
@@ -54,6 +55,9 @@ public struct AgentConfig: Sendable, Equatable {
     public var cpuBudget = 0.01
     /// The `host` label; "" means this machine's hostname.
     public var host = ""
+    /// Run with every capability root has: no drop after loading
+    /// (PrivilegePlan in Sources/Capture/Privileges.swift says what is kept otherwise).
+    public var keepRoot = false
 
     public var storeEnabled = true
     /// "" means the default state directory, chosen by the caller.
@@ -150,16 +154,34 @@ extension AgentConfig {
         return config
     }
 
+    /// The largest configuration file read: 1 MiB, some 500 times the
+    /// example with every key (docs/agent.toml, 2 KB).
+    static let maxFileSize = 1 << 20
+
     /// Reads and parses a configuration file (UTF-8, as TOML requires).
     public static func load(path: String) throws(AgentError) -> AgentConfig {
-        let bytes: [UInt8]
-        do {
+        var bytes = [UInt8](repeating: 0, count: maxFileSize + 1)
+        var used = 0
+        do throws(POSIX.Errno) {
             let fd = try POSIX.open(path, O_RDONLY | O_CLOEXEC)
             defer { try? POSIX.close(fd) }
-            bytes = try POSIX.readAll(fd, size: 16 << 10)
+            // At most one byte past the limit: `/dev/zero` or a huge file
+            // given by mistake is an error, not a read without end.
+            while used < bytes.count {
+                let n = try bytes.withUnsafeMutableBytes { b in
+                    Result { () throws(POSIX.Errno) in try POSIX.read(fd, b.baseAddress! + used, b.count - used) }
+                }.get()
+                if n == 0 { break }
+                used += n
+            }
         } catch {
             throw .configUnreadable(path: path, errno: error.code)
         }
+        guard used <= maxFileSize else {
+            throw .config(source: path, line: nil, key: nil,
+                          message: "larger than \(maxFileSize >> 20) MiB: not a configuration file (see docs/agent.toml)")
+        }
+        bytes.removeSubrange(used...)
         guard let text = String(validating: bytes, as: UTF8.self) else {
             // A line feed is never part of a multi-byte sequence: split there to find the line.
             let bad = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
@@ -457,6 +479,7 @@ extension AgentConfig {
                         return true
                     }),
             string("", "host", \.host, "a string", "the host label; \"\" = this machine's hostname"),
+            boolean("", "keep_root", \.keepRoot, "keep all of root's capabilities (false: only those it needs after loading)"),
 
             boolean("store", "enabled", \.storeEnabled, "keep every window on local disk"),
             string("store", "directory", \.storeDirectory, "a string (a directory path)", "\"\" = the default state directory"),

@@ -174,8 +174,12 @@ public final class HTTPEndpoint: @unchecked Sendable {
             send(client, Response(status: 405, text: "only GET and HEAD\n"), extra: "Allow: GET, HEAD\r\n")
             return
         }
-        let target = parts[1]
+        let target = Self.originForm(parts[1])
         let pathPart = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let path = Self.safePath(pathPart[0]) else {
+            send(client, Response(status: 400, text: "bad request target\n"))
+            return
+        }
         var query: [String: String] = [:]
         if pathPart.count == 2 {
             for pair in pathPart[1].split(separator: "&") {
@@ -183,7 +187,7 @@ public final class HTTPEndpoint: @unchecked Sendable {
                 query[Self.percentDecode(kv[0])] = kv.count == 2 ? Self.percentDecode(kv[1]) : ""
             }
         }
-        let request = Request(method: method, path: Self.percentDecode(pathPart[0], plusIsSpace: false), query: query)
+        let request = Request(method: method, path: path, query: query)
         // HEAD: the head GET would send, Content-Length included, and no body (RFC 9110 §9.3.2).
         send(client, handler(request), headOnly: method == "HEAD")
     }
@@ -202,6 +206,36 @@ public final class HTTPEndpoint: @unchecked Sendable {
                 sent += n
             }
         }
+    }
+
+    /// The request target in origin form (RFC 9112 §3.2.1, `/path?query`):
+    /// an absolute-form target (`http://host/path?query`, §3.2.2, which a
+    /// server "MUST accept") loses its scheme and authority; anything else is
+    /// returned as it is, for ``safePath(_:)`` to refuse.
+    static func originForm(_ target: Substring) -> Substring {
+        let lower = target.prefix(8).lowercased()
+        guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else { return target }
+        let rest = target.dropFirst(lower.hasPrefix("http://") ? 7 : 8)
+        guard let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) else { return "/" }
+        return rest[slash] == "/" ? rest[slash...] : "/" + rest[slash...]
+    }
+
+    /// The percent-decoded path, or nil when the endpoint refuses it (400):
+    /// not starting with `/`, or, once decoded (so `%2e%2e` and `..%2f` are
+    /// caught too), holding a `.` or `..` segment, an empty segment (`//`),
+    /// a backslash, NUL or another control character. The handlers match
+    /// whole paths against the few they generate and never hand one to the
+    /// file system; this keeps a path that looks like one from reaching
+    /// them at all.
+    static func safePath(_ raw: Substring) -> String? {
+        guard raw.hasPrefix("/") else { return nil }
+        let path = percentDecode(raw, plusIsSpace: false)
+        if path == "/" { return path }
+        for segment in path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropFirst() {
+            if segment.isEmpty || segment.elementsEqual(".".utf8) || segment.elementsEqual("..".utf8) { return nil }
+            if segment.contains(where: { $0 < 0x20 || $0 == 0x7f || $0 == UInt8(ascii: "\\") }) { return nil }
+        }
+        return path
     }
 
     /// RFC 3986 §2.1 percent-decoding; malformed escapes are kept as they are.

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SprofBase
 
 // MARK: - AtomicFile
 
@@ -30,6 +31,10 @@ public final class AtomicFile {
     private enum State { case open, committed, abandoned, failed(CaptureError) }
     private var state: State = .open
     private var fd: Int32
+    /// The destination's directory, open: the temporary file is created,
+    /// renamed and removed relative to it.
+    private let target: SafeFile.Destination
+    private let temporaryName: String
     private let buffer: UnsafeMutableRawPointer
     private let capacity: Int
     private var used = 0
@@ -39,46 +44,57 @@ public final class AtomicFile {
     /// irrelevant next to the BPF ring buffer.
     public static let defaultBufferCapacity = 1 << 20
 
-    /// Creates the temporary file (`O_CREAT|O_EXCL`, `mode` before umask;
-    /// the destination ends up with the same mode, since it *is* this file).
-    public init(destination: String, mode: mode_t = 0o644,
+    /// Creates the temporary file in the destination's directory, through
+    /// SprofBase's ``SafeFile`` (Sources/Base/SafeWrite.swift): the directory
+    /// opened once, refusing a symlink another user owns on the way; the file
+    /// `O_CREAT|O_EXCL|O_NOFOLLOW` under an unpredictable name; the
+    /// destination, when committed, replaced by rename(2), never opened or
+    /// truncated (a symlink planted there is replaced, not followed).
+    ///
+    /// `mode` (before umask; the destination ends up with it, since it *is*
+    /// this file): 0600 by default, as perf writes perf.data: profiles and
+    /// recordings name every process, command and function they saw.
+    public init(destination: String, mode: mode_t = SafeFile.privateFileMode,
                 bufferCapacity: Int = AtomicFile.defaultBufferCapacity) throws(CaptureError) {
         precondition(bufferCapacity > 0)
         self.destination = destination
-        let (dir, base) = AtomicFile.split(destination)
-        directory = dir
-        guard !base.isEmpty, base != ".", base != ".." else { throw .destinationIsDirectory(path: destination) }
-        if let st = try? Syscalls.stat(destination), st.isDirectory {
-            throw .destinationIsDirectory(path: destination)
+        let target: SafeFile.Destination
+        do { target = try SafeFile.Destination(destination) } catch { throw AtomicFile.captureError(error, destination) }
+        directory = target.directory
+        let created: (fd: Int32, name: String)
+        do { created = try target.createTemporary(mode: mode) } catch {
+            target.close()
+            throw AtomicFile.captureError(error, destination)
         }
-        var attempt = 0
-        var tmp = ""
-        var opened: Int32 = -1
-        while opened < 0 {
-            // A hidden name with our pid and a random tag: O_EXCL makes a
-            // collision an error we retry rather than a file we clobber.
-            let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
-            tmp = (dir == "/" ? "" : dir) + "/." + base + ".tmp-\(Syscalls.getpid())-" + tag
-            do {
-                opened = try Syscalls.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-            } catch {
-                switch error.code {
-                case EEXIST where attempt < 16: attempt += 1
-                case EACCES, EPERM, EROFS: throw .directoryNotWritable(directory: dir, errno: error.code)
-                case ENOENT, ENOTDIR: throw .directoryMissing(directory: dir)
-                case ENOSPC, EDQUOT: throw .diskFull(path: destination, bytesWritten: 0)
-                default: throw .io(operation: "creating a temporary file", path: tmp, errno: error.code)
-                }
-            }
-        }
-        temporaryPath = tmp
-        fd = opened
+        self.target = target
+        temporaryName = created.name
+        temporaryPath = target.pathOf(created.name)
+        fd = created.fd
         capacity = bufferCapacity
         buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferCapacity, alignment: 16)
     }
 
+    /// SprofBase's ``SafeWriteError`` as this module's error: the errno
+    /// cases the user can act on keep their own messages.
+    static func captureError(_ e: SafeWriteError, _ destination: String) -> CaptureError {
+        let dir = SafeFile.split(destination).0
+        switch e {
+        case .destinationIsDirectory: return .destinationIsDirectory(path: destination)
+        case .notADirectory: return .directoryMissing(directory: dir)
+        case .system(let op, let path, let code):
+            switch code {
+            case EACCES, EPERM, EROFS: return .directoryNotWritable(directory: dir, errno: code)
+            case ENOENT, ENOTDIR: return .directoryMissing(directory: dir)
+            case ENOSPC, EDQUOT: return .diskFull(path: destination, bytesWritten: 0)
+            default: return .io(operation: op, path: path, errno: code)
+            }
+        default: return .unsafeOutput(e)
+        }
+    }
+
     deinit {
         abandon()
+        target.close()
         buffer.deallocate()
     }
 
@@ -149,21 +165,15 @@ public final class AtomicFile {
         fd = -1
         // close(2) can report a deferred write error (NFS); treat it as one.
         do { try Syscalls.close(closing) } catch { try fail(error.code, "close") }
-        do { try Syscalls.rename(temporaryPath, destination) } catch {
-            try fail(error.code, "renaming \(temporaryPath) to")
+        do { try target.install(temporaryName) } catch {
+            if case .system(let op, _, let code) = error, op.hasPrefix("renaming") {
+                try fail(code, "renaming \(temporaryPath) to")
+            }
+            // The rename is done; only the directory fsync failed.
+            state = .committed
+            throw AtomicFile.captureError(error, destination)
         }
         state = .committed
-        // The rename is done; make it durable. File systems that cannot fsync
-        // a directory say EINVAL: nothing more to do there.
-        let dirfd: Int32
-        do { dirfd = try Syscalls.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } catch { return }
-        defer { try? Syscalls.close(dirfd) }
-        do { try Syscalls.fsync(dirfd) } catch {
-            if error.code != EINVAL {
-                throw .io(operation: "fsync of the directory (the file is in place but may not survive a crash)",
-                          path: directory, errno: error.code)
-            }
-        }
     }
 
     /// Closes and removes the temporary file; the destination is untouched.
@@ -233,14 +243,9 @@ public final class AtomicFile {
     private func removeTemporary() {
         used = 0
         if fd >= 0 { try? Syscalls.close(fd); fd = -1 }
-        try? Syscalls.unlink(temporaryPath)
+        target.remove(temporaryName)
     }
 
     /// ("dir", "base") of a path; "." for a bare name, "/" for "/name".
-    static func split(_ path: String) -> (String, String) {
-        let u = Array(path.utf8)
-        guard let slash = u.lastIndex(of: UInt8(ascii: "/")) else { return (".", path) }
-        let dir = slash == 0 ? "/" : String(decoding: u[..<slash], as: UTF8.self)
-        return (dir, String(decoding: u[(slash + 1)...], as: UTF8.self))
-    }
+    static func split(_ path: String) -> (String, String) { SafeFile.split(path) }
 }

@@ -1,4 +1,5 @@
 import CSprof
+import SprofBase
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,6 +18,11 @@ public enum CaptureError: Error, Equatable, Sendable, CustomStringConvertible {
     /// `/proc/PID/maps` is ENOENT/ESRCH).
     case processNotFound(pid: Int32)
     case processNotAccessible(pid: Int32)
+    /// Dropping capabilities failed on a thread (Privileges.swift): at
+    /// which step, with which errno, on which thread.
+    case privilegeDropFailed(step: String, errno: Int32, thread: Int32, threadName: String)
+    /// After the drop a thread still shows other capabilities than those kept.
+    case privilegesStillHeld(thread: Int32, threadName: String, effective: String, expected: String)
     case invalidFrequency(requested: Int, max: Int)
     case invalidStackSize(requested: Int)
     case invalidOption(String)
@@ -68,6 +74,9 @@ public enum CaptureError: Error, Equatable, Sendable, CustomStringConvertible {
     case io(operation: String, path: String, errno: Int32)
     /// The file was already committed, abandoned or failed.
     case closed(path: String)
+    /// Writing there is unsafe: a directory on the way is a symlink another
+    /// user owns, or one sprof keeps for itself is not its own (SafeWrite.swift).
+    case unsafeOutput(SafeWriteError)
 
     // MARK: Reading a raw recording
 
@@ -90,6 +99,13 @@ public enum CaptureError: Error, Equatable, Sendable, CustomStringConvertible {
         case .missingPrivileges(let missing):
             return "sprof needs root, or the capabilities \(missing.joined(separator: " and ")) "
                 + "(run it with sudo, or grant them once: sudo setcap cap_bpf,cap_perfmon,cap_sys_ptrace,cap_dac_read_search+ep \"$(command -v sprof)\")"
+        case .privilegeDropFailed(let step, let e, let tid, let name):
+            return "could not drop capabilities on thread \(tid)\(name.isEmpty ? "" : " (\(name))"): \(step) failed"
+                + (e != 0 ? ": \(errnoText(e))" : "")
+                + "; sprof stops rather than run with all of root's powers (--keep-root runs without dropping any)"
+        case .privilegesStillHeld(let tid, let name, let effective, let expected):
+            return "thread \(tid)\(name.isEmpty ? "" : " (\(name))") still holds \(effective) after the drop to \(expected); "
+                + "sprof stops rather than run with more than it needs (--keep-root runs without dropping any)"
         case .processNotFound(let pid):
             return "process \(pid) does not exist or has exited"
         case .processNotAccessible(let pid):
@@ -147,6 +163,8 @@ public enum CaptureError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(op) failed for \(path): \(errnoText(e))"
         case .closed(let path):
             return "\(path) was already committed or abandoned; nothing more can be written to it"
+        case .unsafeOutput(let e):
+            return e.description
         case .cannotOpen(let path, let e):
             return "cannot open \(path): \(errnoText(e))"
         case .notARawFile(let path):

@@ -1,5 +1,6 @@
 import CLibBPF
 import CSprof
+import SprofELF
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -95,6 +96,12 @@ public enum Doctor {
         checks.append(DoctorCheck(name: "bpf_task_pt_regs (5.15+)", status: detected.taskPtRegs ? .ok : .fallback,
                                   detail: detected.taskPtRegs ? "available" : "absent",
                                   consequence: detected.taskPtRegs ? "samples in kernel code still get the task's user registers" : "samples in kernel code read user registers from the task's saved frame (x86_64, 16 KiB kernel stacks assumed)"))
+
+        let openat2 = ModuleFiles.openat2Available
+        checks.append(DoctorCheck(name: "openat2 RESOLVE_IN_ROOT (5.6+)", status: openat2 ? .ok : .fallback,
+                                  detail: openat2 ? "available" : "absent",
+                                  consequence: openat2 ? "a container's binaries are opened inside its root: its symlinks cannot lead to host files"
+                                      : "a container's binaries are opened only through /proc/PID/map_files (needs CAP_SYS_ADMIN, or CAP_CHECKPOINT_RESTORE); separate debug files beside them are not searched"))
 
         // The sampling program itself, in the detected variant and each fallback.
         var sampling = DoctorCheck(name: "perf-event sampling (cpu-clock)", status: .ok, detail: "", consequence: "")

@@ -35,6 +35,10 @@ public struct ProcessTableStatistics: Equatable, Sendable {
     public var buildIDCacheHits: UInt64 = 0
     /// Executable file mappings whose file could not be opened at all.
     public var buildIDOpenFailures: UInt64 = 0
+    /// Reads of a process with more mappings than ``ProcessTable/maxMappingsPerProcess``,
+    /// and the mappings those reads did not keep (summed over reads).
+    public var oversizedReads: UInt64 = 0
+    public var shedMappings: UInt64 = 0
     public init() {}
 }
 
@@ -68,6 +72,16 @@ public struct ProcessTableStatistics: Equatable, Sendable {
 ///   CAP_CHECKPOINT_RESTORE). Results are cached by (device, inode): a
 ///   library mapped by a hundred processes is read once. Every mapping of a
 ///   file whose build-id is known gets it, executable or not.
+/// - A process may map up to `vm.max_map_count` (65,530) areas, and a
+///   hostile one maps that many on purpose. The table keeps at most
+///   `maxMappingsPerProcess` of them (see ``keep(_:limit:)`` for which).
+///   A miss re-reads a process whose last read took over 2 ms at most
+///   once per 100 times that (and never more often than
+///   `minimumRefreshInterval`): a
+///   65,000-line maps file takes tens of milliseconds to read and parse,
+///   and at the usual 20 reads a second it would take a whole core; so
+///   re-reading any one process costs at most 1% of a core. What is
+///   dropped is counted (``ProcessTableStatistics/shedMappings``).
 ///
 /// Nothing here throws: a process that cannot be read, or has exited, is
 /// reported by ``state(of:)`` and keeps its last mappings. File and `/proc`
@@ -78,6 +92,8 @@ public final class ProcessTable: @unchecked Sendable {
     public let minimumRefreshInterval: Duration
     public let execCheckInterval: Duration
     public let readsBuildIDs: Bool
+    public let maxMappingsPerProcess: Int
+    public static let defaultMaxMappingsPerProcess = 8192
 
     private let minimumRefreshNanoseconds: UInt64
     private let execCheckNanoseconds: UInt64
@@ -94,12 +110,18 @@ public final class ProcessTable: @unchecked Sendable {
     ///     1 µs each), and samples of a freshly exec'd program that
     ///     happen to land in the old program's mappings stop within 200 ms.
     ///   - readBuildIDs: read build-ids of executable file mappings.
+    ///   - maxMappingsPerProcess: mappings kept per process. 8,192: a JVM or
+    ///     a browser has a few thousand; at about 150 bytes a mapping (and a
+    ///     copy in each window's file) that is 1.2 MB per process at most,
+    ///     against 10 MB for the 65,530 the kernel allows by default.
     public init(minimumRefreshInterval: Duration = .milliseconds(50),
                 execCheckInterval: Duration = .milliseconds(200),
-                readBuildIDs: Bool = true) {
+                readBuildIDs: Bool = true,
+                maxMappingsPerProcess: Int = ProcessTable.defaultMaxMappingsPerProcess) {
         self.minimumRefreshInterval = minimumRefreshInterval
         self.execCheckInterval = execCheckInterval
         self.readsBuildIDs = readBuildIDs
+        self.maxMappingsPerProcess = max(maxMappingsPerProcess, 1)
         minimumRefreshNanoseconds = nanoseconds(minimumRefreshInterval)
         execCheckNanoseconds = nanoseconds(execCheckInterval)
     }
@@ -224,7 +246,14 @@ public final class ProcessTable: @unchecked Sendable {
             e.lastExecCheck = now
             return .checkExec(e.executable)
         } else {
-            guard now &- e.lastRefresh >= minimumRefreshNanoseconds else { return .rateLimited }
+            // A large maps file is read less often: at most 1% of the time goes to reading it.
+            // Only an expensive read (over 2 ms: thousands of mappings) backs
+            // off; an ordinary one (well under a millisecond, more on a busy
+            // machine) keeps the plain interval, so exits and dlopens are
+            // still seen within it.
+            let interval = e.lastReadNanoseconds > 2_000_000
+                ? max(minimumRefreshNanoseconds, e.lastReadNanoseconds &* 100) : minimumRefreshNanoseconds
+            guard now &- e.lastRefresh >= interval else { return .rateLimited }
         }
         e.refreshing = true
         e.lastRefresh = now
@@ -297,7 +326,7 @@ public final class ProcessTable: @unchecked Sendable {
     }
 
     private enum LoadResult {
-        case mappings([Mapping], executable: FileIdentity?)
+        case mappings([Mapping], executable: FileIdentity?, read: Int, took: UInt64)
         case exited
         case failed(CaptureError)
     }
@@ -305,6 +334,10 @@ public final class ProcessTable: @unchecked Sendable {
     private struct Entry {
         /// Sorted by start, non-overlapping (as the kernel lists them).
         var mappings: [Mapping] = []
+        /// How long the last read of the maps file took (reading, parsing,
+        /// bounding; not the build-ids, cached after the first read),
+        /// CLOCK_MONOTONIC nanoseconds.
+        var lastReadNanoseconds: UInt64 = 0
         var generation: UInt64 = 0
         var state: ProcessState = .running
         /// `stat(/proc/PID/exe)` when the mappings were read.
@@ -339,6 +372,8 @@ public final class ProcessTable: @unchecked Sendable {
     private func load(pid: Int32) -> LoadResult {
         var executable: FileIdentity?
         if case .success(let id) = identity(of: "/proc/\(pid)/exe") { executable = id }
+        // What a re-read costs: the maps file (build-ids are read once per file, then cached).
+        let began = monotonicNow()
         var maps: [Mapping]
         do {
             maps = try ProcMaps.read(pid: pid)
@@ -350,8 +385,52 @@ public final class ProcessTable: @unchecked Sendable {
         if maps.isEmpty { return .exited }
         // The kernel lists mappings in address order; make sure, the lookups rely on it.
         if zip(maps, maps.dropFirst()).contains(where: { $0.start > $1.start }) { maps.sort { $0.start < $1.start } }
+        let read = maps.count
+        if read > maxMappingsPerProcess { maps = Self.keep(maps, limit: maxMappingsPerProcess) }
+        let took = monotonicNow() &- began
         if readsBuildIDs { fillBuildIDs(&maps, pid: pid) }
-        return .mappings(maps, executable: executable)
+        return .mappings(maps, executable: executable, read: read, took: took)
+    }
+
+    /// The mappings kept of a process that has more than `limit`, in address
+    /// order. Samples land in executable mappings and only those are
+    /// unwound and named, so they come first: those of a (file, offset)
+    /// mapped once (the text segment of the executable and of each library)
+    /// before those of a (file, offset) mapped many times (copies of one
+    /// part of a file), and anonymous executable memory (JIT code) last,
+    /// each group in address order; then the special mappings (`[stack]`,
+    /// `[heap]`, `[vdso]`), then the rest (data). A process that maps a
+    /// page of a file ten thousand times loses the copies, not its libraries.
+    static func keep(_ maps: [Mapping], limit: Int) -> [Mapping] {
+        guard maps.count > limit else { return maps }
+        struct PartKey: Hashable { var major: UInt32, minor: UInt32, inode: UInt64, offset: UInt64 }
+        func part(_ m: Mapping) -> PartKey {
+            PartKey(major: m.deviceMajor, minor: m.deviceMinor, inode: m.inode, offset: m.fileOffset.rawValue)
+        }
+        var copies: [PartKey: Int] = [:]
+        for m in maps where m.isExecutable && m.isFile { copies[part(m), default: 0] += 1 }
+        // One pass for the ranks, one sort of (rank, index) pairs: ~65,000 of them at most.
+        var ranked = [(rank: Int, index: Int)]()
+        ranked.reserveCapacity(maps.count)
+        for (i, m) in maps.enumerated() {
+            let rank: Int
+            if m.isExecutable && m.isFile {
+                // Parts mapped more often rank later; twice is still ordinary (a library loaded in two namespaces).
+                let n = copies[part(m)] ?? 1
+                rank = n <= 2 ? 0 : min(n, 1 << 20)
+            } else if m.isExecutable {
+                rank = 2 << 20
+            } else if m.path.hasPrefix("[") {
+                rank = 3 << 20
+            } else {
+                rank = 4 << 20
+            }
+            ranked.append((rank, i))
+        }
+        ranked.sort { $0.rank != $1.rank ? $0.rank < $1.rank : $0.index < $1.index }
+        var kept = ranked.prefix(limit).map(\.index)
+        kept.sort()
+        return kept.map { maps[$0] }
     }
 
     private func install(_ result: LoadResult, pid: Int32) {
@@ -361,7 +440,12 @@ public final class ProcessTable: @unchecked Sendable {
             guard var e = t.entries[pid] else { return }
             e.refreshing = false
             switch result {
-            case .mappings(let maps, let executable):
+            case .mappings(let maps, let executable, let read, let took):
+                if read > maps.count {
+                    t.statistics.oversizedReads += 1
+                    t.statistics.shedMappings += UInt64(read - maps.count)
+                }
+                e.lastReadNanoseconds = took
                 if maps != e.mappings || e.generation == 0 {
                     t.nextGeneration += 1
                     e.generation = t.nextGeneration
@@ -433,7 +517,10 @@ public final class ProcessTable: @unchecked Sendable {
         candidates.append("/proc/\(pid)/map_files/" + String(m.start.rawValue, radix: 16) + "-"
                           + String(m.end.rawValue, radix: 16))
         for path in candidates {
-            guard let fd = try? Syscalls.open(path, O_RDONLY | O_CLOEXEC) else { continue }
+            // Resolved inside the process's root, regular files only (a FIFO
+            // planted at a mapped path would block open(2) forever).
+            let fd = ModuleFiles.openForReading(path)
+            guard fd >= 0 else { continue }
             defer { try? Syscalls.close(fd) }
             // The path may now name another file (replaced, or another mount):
             // only the inode the process mapped will do.

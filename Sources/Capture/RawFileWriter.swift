@@ -31,10 +31,10 @@ public final class RawFileWriter: @unchecked Sendable {
     /// Creates the temporary file next to `path`. Fails here, before anything
     /// is recorded, if the directory is missing or not writable.
     ///
-    /// `mode`: the file can hold copies of user stacks, which can contain
-    /// anything the profiled programs had in memory; pass 0o600 when the
-    /// recording should not be readable by other users.
-    public init(path: String, mode: mode_t = 0o644,
+    /// `mode`: 0600 by default: the file holds copies of user stacks, which
+    /// can contain anything the profiled programs had in memory, and every
+    /// process's command name.
+    public init(path: String, mode: mode_t = SafeFile.privateFileMode,
                 bufferCapacity: Int = AtomicFile.defaultBufferCapacity) throws(CaptureError) {
         file = try AtomicFile(destination: path, mode: mode, bufferCapacity: bufferCapacity)
     }

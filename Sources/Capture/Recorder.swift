@@ -76,6 +76,10 @@ public struct RecordSettings: Sendable {
     /// becomes the sampling frequency, changed in place (the BPF program
     /// stays loaded). `sprof agent` keeps to its CPU budget with it.
     public var control: (@Sendable (RecorderStatus) -> Int?)?
+    /// Called once the programs are loaded and attached, before the first
+    /// sample is read, on the thread that runs the recorder; an error stops
+    /// the recording. `sprof agent` drops its capabilities here.
+    public var attached: (@Sendable () throws(CaptureError) -> Void)?
 
     public init(target: RecordTarget, output: String) {
         self.target = target
@@ -131,6 +135,8 @@ public struct RecorderStatus: Sendable {
     public var frequency: Int
     /// Why the last change of frequency was refused, if it was.
     public var frequencyError: String?
+    /// The process table's counters so far (mappings read, and shed past its bound).
+    public var processTable = ProcessTableStatistics()
 }
 
 /// Online unwinding, provided by a layer above capture (SprofUnwind), so
@@ -491,6 +497,7 @@ public final class Recorder: @unchecked Sendable {
         let sampler: Sampler
         do {
             sampler = try Sampler(object: object, frequency: s.frequency) { sample in _ = queue.push(sample) }
+            try s.attached?()
         } catch {
             if gate >= 0 { close(gate) }  // the child exits 127 without running the command
             if child > 0 { var st: Int32 = 0; waitpid(child, &st, 0) }
@@ -579,7 +586,8 @@ public final class Recorder: @unchecked Sendable {
             if let control = s.control, now - lastControl >= 1_000_000_000 {
                 lastControl = now
                 let status = RecorderStatus(elapsedSeconds: Double(now - start) / 1e9, samples: samplesWritten.load(ordering: .relaxed),
-                                            lost: lostSoFar(), frequency: frequency, frequencyError: frequencyError)
+                                            lost: lostSoFar(), frequency: frequency, frequencyError: frequencyError,
+                                            processTable: processes.statistics)
                 if let f = control(status), f != frequency, f >= 1 {
                     do throws(CaptureError) {
                         try sampler.setFrequency(f)

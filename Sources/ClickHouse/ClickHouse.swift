@@ -2,6 +2,7 @@
 // samples written in batches over ClickHouse's HTTP interface, stacks stored once by hash.
 // Knows profiles (SprofProfile), not BPF, ELF or symbols. The schema, the spool and the
 // retention are described in README.md next to this file.
+import SprofBase
 
 /// Everything that can go wrong talking to ClickHouse, spooling batches or
 /// reading profiles back; each message names the server, file or input and
@@ -24,6 +25,9 @@ public enum ClickHouseError: Error, Equatable, Sendable, CustomStringConvertible
     case noTables(url: String, database: String)
     /// The spool directory or one of its files.
     case spool(path: String, operation: String, errno: Int32)
+    /// The spool directory, or the way to it, is not safe to write to: a
+    /// symlink, another user's, writable by others (Sources/Base/SafeWrite.swift).
+    case unsafeSpool(SafeWriteError)
     /// A window the schema cannot hold (see README.md, "Samples").
     case badWindow(String)
     /// A `--where` filter or `--keep` list that cannot be expressed.
@@ -59,6 +63,8 @@ public enum ClickHouseError: Error, Equatable, Sendable, CustomStringConvertible
             return "ClickHouse at \(u) has no sprof tables in database \(db): start `sprof agent --clickhouse \(u)` to write some, or name the database the agent writes to (?database=DB)"
         case .spool(let p, let op, let e):
             return "spool \(p): \(op) failed: \(ClickHouseSyscalls.errorString(e))"
+        case .unsafeSpool(let e):
+            return "spool: \(e)"
         case .badWindow(let r):
             return "cannot write this window to ClickHouse: \(r)"
         case .badFilter(let r):

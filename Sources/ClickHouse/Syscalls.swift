@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SprofBase
 
 /// The only C calls of this module: the spool directory's files. Each
 /// wrapper retries EINTR and throws ``ClickHouseError/spool(path:operation:errno:)``.
@@ -9,17 +10,15 @@ enum ClickHouseSyscalls {
 
     /// `mkdir -p` with mode 0700: spooled batches hold command lines' names
     /// and cgroup paths of every process, which other users need not read.
+    /// An existing directory must be a real one (not a symlink), this
+    /// user's, not writable by others (SprofBase's SafeFile).
     static func makeDirectories(_ path: String) throws(ClickHouseError) {
-        var prefix = path.hasPrefix("/") ? "" : "."
-        for part in path.split(separator: "/") {
-            prefix += "/" + part
-            if mkdir(prefix, 0o700) != 0 && errno != EEXIST {
-                throw .spool(path: prefix, operation: "creating the directory", errno: errno)
-            }
-        }
-        var st = stat()
-        guard stat(path, &st) == 0 else { throw .spool(path: path, operation: "stat", errno: errno) }
-        guard (st.st_mode & mode_t(S_IFMT)) == mode_t(S_IFDIR) else { throw .spool(path: path, operation: "using it as a directory", errno: ENOTDIR) }
+        do { try SafeFile.makePrivateDirectory(path) } catch { throw spoolError(error) }
+    }
+
+    static func spoolError(_ e: SafeWriteError) -> ClickHouseError {
+        if case .system(let op, let p, let code) = e { return .spool(path: p, operation: op, errno: code) }
+        return .unsafeSpool(e)
     }
 
     /// Names in `directory` (not `.` and `..`).
@@ -55,36 +54,14 @@ enum ClickHouseSyscalls {
         }
     }
 
-    /// Writes `bytes` to `path` atomically: a hidden temporary file in the
-    /// same directory (so rename(2) cannot cross file systems), fsync'ed,
-    /// renamed over `path`, then the directory fsync'ed so the rename itself
-    /// survives a crash (fsync(2), NOTES). The file appears whole or not at all.
+    /// Writes `bytes` to `path` atomically, mode 0600, through SprofBase's
+    /// SafeFile (Sources/Base/SafeWrite.swift): a new temporary file in the
+    /// same directory (`O_CREAT|O_EXCL|O_NOFOLLOW`, unpredictable name),
+    /// fsync'ed, renamed over `path`, the directory fsync'ed. The file
+    /// appears whole or not at all; an existing one is replaced, never
+    /// truncated or written through.
     static func writeAtomically(_ bytes: [UInt8], to path: String) throws(ClickHouseError) {
-        let slash = path.lastIndex(of: "/")
-        let dir = slash.map { String(path[..<$0]) } ?? "."
-        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        let tmp = (dir.isEmpty ? "" : dir + "/") + "." + base + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .spool(path: tmp, operation: "creating", errno: errno) }
-        var ok = false
-        defer { if !ok { unlink(tmp) } }
-        var off = 0
-        while off < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + off, $0.count - off) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let e = errno
-                close(fd)
-                throw .spool(path: tmp, operation: "writing", errno: e)
-            }
-            off += n
-        }
-        if fsync(fd) != 0 { let e = errno; close(fd); throw .spool(path: tmp, operation: "fsync", errno: e) }
-        close(fd)
-        guard Glibc.rename(tmp, path) == 0 else { throw .spool(path: path, operation: "renaming \(tmp) to it", errno: errno) }
-        ok = true
-        let dfd = open(dir.isEmpty ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+        do { try SafeFile.write(bytes, to: path) } catch { throw spoolError(error) }
     }
 
     static func rename(_ from: String, _ to: String) throws(ClickHouseError) {

@@ -144,11 +144,17 @@ public final class ELFFile: @unchecked Sendable {
         return try section(at: index)
     }
 
-    /// The index of the first section called `name`.
+    /// The index of the first section called `name`. Compares `name`'s
+    /// bytes and the NUL after them in place, so a lookup costs
+    /// O(sections × name length) whatever the string table holds.
     public func sectionIndex(named name: String) -> Int? {
+        let count = name.utf8.count
         for (i, s) in sectionHeaders.enumerated() where i > 0 {
-            guard let raw = nameBytes(s.nameOffset), raw.count == name.utf8.count else { continue }
-            if raw.elementsEqual(name.utf8) { return i }
+            let start = Int(s.nameOffset)
+            guard start < sectionNames.count, sectionNames.count - start >= count else { continue }
+            // The name ends at a NUL, or at the end of a table whose last byte is not NUL.
+            guard start + count == sectionNames.count || sectionNames[start + count] == 0 else { continue }
+            if UnsafeRawBufferPointer(rebasing: sectionNames[start..<start + count]).elementsEqual(name.utf8) { return i }
         }
         return nil
     }
@@ -185,11 +191,20 @@ public final class ELFFile: @unchecked Sendable {
         return "\(index) (\(n))"
     }
 
-    /// The NUL-terminated string at `offset` in `.shstrtab`, without the NUL.
+    /// The most bytes of a section name read. `sh_name` is any offset into
+    /// `.shstrtab`, so in a table without NULs every name would run to its
+    /// end, and naming each of n sections would cost O(n × table size).
+    /// Section names are short (the longest in use, `.gnu.linkonce.*` and
+    /// `.text.` + a mangled function name with `-ffunction-sections`, stay
+    /// within a few KiB).
+    static let maximumNameLength = 4096
+
+    /// The NUL-terminated string at `offset` in `.shstrtab`, without the NUL
+    /// (at most ``maximumNameLength`` bytes of it).
     func nameBytes(_ offset: UInt32) -> UnsafeRawBufferPointer? {
         let start = Int(offset)
         guard start < sectionNames.count else { return nil }
-        let tail = UnsafeRawBufferPointer(rebasing: sectionNames[start...])
+        let tail = UnsafeRawBufferPointer(rebasing: sectionNames[start..<min(sectionNames.count, start + Self.maximumNameLength)])
         // A name without its terminating NUL runs to the end of the table.
         let end = tail.firstIndex(of: 0) ?? tail.count
         return UnsafeRawBufferPointer(rebasing: tail[..<end])

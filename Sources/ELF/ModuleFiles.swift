@@ -117,6 +117,10 @@ public enum ModuleFiles {
     public static func guardMapping(_ base: UnsafeRawPointer, size: Int) { Syscalls.guardMapping(base, size: size) }
     public static func unguard(_ base: UnsafeRawPointer) { Syscalls.unguardMapping(base) }
 
+    /// Whether this kernel has openat2(2) (Linux 5.6), which opening a file
+    /// inside a process's root needs.
+    public static let openat2Available: Bool = Syscalls.probeOpenat2()
+
     /// Pages of mapped files that read as zeros because their file was
     /// truncated under the mapping (a SIGBUS turned into a zero page), since start.
     public static var truncatedPagesRead: UInt64 { Syscalls.guardHits }

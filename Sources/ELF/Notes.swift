@@ -39,7 +39,11 @@ public struct ELFNote: @unchecked Sendable {
 /// each note twice.
 ///
 /// `next()` throws when a note area lies outside the file or a note's sizes
-/// overrun its area, rather than guessing where the next note starts.
+/// overrun its area, rather than guessing where the next note starts, and
+/// when the note areas together hold more bytes than the file: sections do
+/// not overlap in a well-formed file (gABI "Sections"), so that many means
+/// headers pointing at the same bytes over and over, which would cost
+/// O(headers × file size) to read (a 1 MB file can hold 16,000 headers).
 public struct ELFNoteIterator {
     public let file: ELFFile
     private let useSections: Bool
@@ -49,6 +53,8 @@ public struct ELFNoteIterator {
     private var cursor = 0
     private var end = 0
     private var alignment = 4
+    /// Bytes of the note areas entered so far.
+    private var visited: UInt64 = 0
 
     init(file: ELFFile) {
         self.file = file
@@ -104,7 +110,7 @@ public struct ELFNoteIterator {
                     throw .outOfBounds(path: file.path, what: "note section \(file.describeSection(i))",
                                        offset: s.offset.rawValue, size: s.size, fileSize: file.bytes.count)
                 }
-                setArea(r, alignment: s.addressAlignment)
+                try setArea(r, alignment: s.addressAlignment)
                 return true
             }
         } else {
@@ -118,7 +124,7 @@ public struct ELFNoteIterator {
                     throw .outOfBounds(path: file.path, what: "note segment (program header \(i))",
                                        offset: p.offset.rawValue, size: p.fileSize, fileSize: file.bytes.count)
                 }
-                setArea(r, alignment: p.alignment)
+                try setArea(r, alignment: p.alignment)
                 return true
             }
         }
@@ -130,7 +136,12 @@ public struct ELFNoteIterator {
     /// 64-bit targets is 8-byte aligned and says so in `sh_addralign` /
     /// `p_align` (Linux Extensions to gABI, "Program Property"); glibc, LLVM
     /// and Go read an area with alignment 8 that way, and so do we.
-    private mutating func setArea(_ r: Range<Int>, alignment align: UInt64) {
+    private mutating func setArea(_ r: Range<Int>, alignment align: UInt64) throws(ELFError) {
+        visited += UInt64(r.count)
+        guard visited <= UInt64(file.bytes.count) else {
+            throw .badNote(path: file.path, offset: UInt64(r.lowerBound),
+                           problem: "the note areas add up to more bytes than the file has (overlapping note sections or segments)")
+        }
         cursor = r.lowerBound
         end = r.upperBound
         alignment = align == 8 ? 8 : 4

@@ -63,6 +63,13 @@ enum Syscalls {
         return .file(fd: fd, identity: FileIdentity(st))
     }
 
+    /// Whether openat2(2) exists: it opens `/` (O_PATH) or says ENOSYS.
+    static func probeOpenat2() -> Bool {
+        let fd = sprof_openat2(AT_FDCWD, "/", UInt64(oPath | O_CLOEXEC), 0)
+        if fd >= 0 { close(fd) }
+        return fd != -ENOSYS
+    }
+
     /// `("/proc/PID/root", "rest")` for a path inside a process's root.
     static func splitProcessRoot(_ path: String) -> (root: String, rest: String)? {
         guard path.hasPrefix("/proc/") else { return nil }

@@ -33,9 +33,16 @@ enum Gzip {
         return it.next() == 0x1f && it.next() == 0x8b
     }
 
+    /// The most a pprof file may inflate to: 1 GiB, far above what a
+    /// profile holds (a system-wide recording on the dev VM: 0.6 MiB), while deflate
+    /// compresses up to 1032:1 (zlib's "Technical Details"): a 10 MiB gzip
+    /// bomb would otherwise ask for 10 GiB before protobuf decoding multiplies it.
+    static let maxInflatedSize = 1 << 30
+
     /// Inflates a gzip stream (`windowBits` 15 + 16); refuses more than
-    /// `limit` bytes of output, so a corrupt or hostile file cannot exhaust memory.
-    static func decompress(_ input: [UInt8], path: String, limit: Int = 1 << 32) throws(ProfileError) -> [UInt8] {
+    /// `limit` bytes of output, so a corrupt or hostile file (a "gzip bomb")
+    /// cannot exhaust memory: the error says how much it would inflate to.
+    static func decompress(_ input: [UInt8], path: String, limit: Int = maxInflatedSize) throws(ProfileError) -> [UInt8] {
         var stream = z_stream()
         guard inflateInit2_(&stream, 15 + 16, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             throw .compression("inflateInit2 failed")
@@ -58,8 +65,11 @@ enum Gzip {
                     let why = stream.msg.map { String(cString: $0) } ?? "zlib error \(status)"
                     throw .badGzip(path: path, reason: status == Z_BUF_ERROR ? "the file ends early (truncated)" : why)
                 }
+                if produced > limit - output.count {
+                    throw .badGzip(path: path, reason: "it inflates to more than \(limit >> 20) MiB, more than any profile "
+                                   + "needs: a damaged file, or a \"gzip bomb\"")
+                }
                 output.append(contentsOf: chunk[0..<produced])
-                if output.count > limit { throw .badGzip(path: path, reason: "more than \(limit) bytes uncompressed") }
                 if status != Z_STREAM_END && produced == 0 && stream.avail_in == 0 {
                     throw .badGzip(path: path, reason: "the file ends early (truncated)")
                 }

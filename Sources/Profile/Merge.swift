@@ -174,7 +174,9 @@ public struct ProfileMerger {
             let pEnd = Self.saturatingAdd(p.timeNanos, max(p.durationNanos, 0))
             if profile.timeNanos == 0 || p.timeNanos < profile.timeNanos { profile.timeNanos = p.timeNanos }
             end = max(end, pEnd)
-            profile.durationNanos = end - profile.timeNanos
+            // Saturating: times come from files; a start near Int64.min and an end near max must not trap.
+            let (duration, overflow) = end.subtractingReportingOverflow(profile.timeNanos)
+            profile.durationNanos = overflow ? .max : duration
         }
         if profile.periodType == nil { profile.periodType = p.periodType }
         profile.period = max(profile.period, p.period)

@@ -6,6 +6,11 @@ import SwiftProtobuf
 public enum Pprof {
     /// The gzip-compressed encoding of `profile`.
     public static func encode(_ profile: Profile) throws(ProfileError) -> [UInt8] {
+        try Gzip.compress(try encodeUncompressed(profile))
+    }
+
+    /// The protobuf encoding of `profile`, not compressed (also valid pprof).
+    static func encodeUncompressed(_ profile: Profile) throws(ProfileError) -> [UInt8] {
         var strings = StringTable()
         var m = Perftools_Profiles_Profile()
         m.sampleType = profile.sampleTypes.map { strings.valueType($0) }
@@ -67,14 +72,19 @@ public enum Pprof {
         m.stringTable = strings.strings
         let bytes: [UInt8]
         do { bytes = try m.serializedBytes() } catch { throw .compression("protobuf encoding failed: \(error)") }
-        return try Gzip.compress(bytes)
+        return bytes
     }
 
     /// Decodes a pprof file's bytes: gzip-compressed or not (both are
     /// valid pprof). Every reference is checked, so a damaged file is an
-    /// error naming what is wrong, never a crash.
+    /// error naming what is wrong, never a crash. A gzip stream may inflate
+    /// to at most `inflateLimit` bytes (``Gzip/maxInflatedSize``: 1 GiB).
     public static func decode(_ bytes: [UInt8], path: String) throws(ProfileError) -> Profile {
-        let raw = Gzip.isGzip(bytes) ? try Gzip.decompress(bytes, path: path) : bytes
+        try decode(bytes, path: path, inflateLimit: Gzip.maxInflatedSize)
+    }
+
+    static func decode(_ bytes: [UInt8], path: String, inflateLimit: Int) throws(ProfileError) -> Profile {
+        let raw = Gzip.isGzip(bytes) ? try Gzip.decompress(bytes, path: path, limit: inflateLimit) : bytes
         let m: Perftools_Profiles_Profile
         do { m = try Perftools_Profiles_Profile(serializedBytes: raw) } catch {
             throw .notPprof(path: path, reason: "\(error)")

@@ -116,7 +116,7 @@ public struct Profile: Sendable, Equatable {
         p.sampleTypes.append(type)
         for i in p.samples.indices {
             var sum: Int64 = 0
-            for k in indices where k < p.samples[i].values.count { sum &+= p.samples[i].values[k] }
+            for k in indices where k < p.samples[i].values.count { sum = sum.saturatingAdd(p.samples[i].values[k]) }
             p.samples[i].values.append(sum)
         }
         return p
@@ -195,10 +195,22 @@ public struct ProfileBuilder {
     public mutating func addSample(locationIDs: [UInt64], values: [Int64], labels: [Profile.Label]) {
         let key = SampleKey(locations: locationIDs, labels: labels)
         if let i = sampleIndex[key] {
-            for v in values.indices where v < profile.samples[i].values.count { profile.samples[i].values[v] += values[v] }
+            for v in values.indices where v < profile.samples[i].values.count {
+                profile.samples[i].values[v] = profile.samples[i].values[v].saturatingAdd(values[v])
+            }
             return
         }
         sampleIndex[key] = profile.samples.count
         profile.samples.append(Profile.Sample(locationIDs: locationIDs, values: values, labels: labels))
+    }
+}
+
+extension Int64 {
+    /// `self + other`, clamped to `Int64.min ... Int64.max`: sample values
+    /// come from files, and a sum of hostile ones must neither trap (Swift's
+    /// `+`) nor wrap to a negative total (`&+`).
+    @inline(__always) func saturatingAdd(_ other: Int64) -> Int64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? (other > 0 ? .max : .min) : sum
     }
 }

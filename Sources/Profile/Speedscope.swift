@@ -42,7 +42,7 @@ extension Profile {
             weights.append(v)
         }
         let unit = valueIndex < sampleTypes.count && sampleTypes[valueIndex].unit == "nanoseconds" ? "nanoseconds" : "none"
-        let total = weights.reduce(0, +)
+        let total = weights.reduce(Int64(0)) { $0.saturatingAdd($1) }
         let file = File(shared: Shared(frames: frames),
                         profiles: [Sampled(name: name, unit: unit, startValue: 0, endValue: total, samples: samples, weights: weights)],
                         name: name)

@@ -96,13 +96,27 @@ extension Profile {
                 cache[id] = names
                 stack.append(contentsOf: names)
             }
-            out[stack, default: 0] += s.values[valueIndex]
+            out[stack] = (out[stack] ?? 0).saturatingAdd(s.values[valueIndex])
         }
         return out
     }
 
-    static func clean(_ name: String) -> String {
-        name.contains(";") ? name.replacingOccurrences(of: ";", with: ":") : name
+    /// A name as one field of a line of text: `;` (the folded format's
+    /// separator) becomes `:`, and control characters become U+FFFD, so a
+    /// name from a hostile binary, perf map or profile cannot start a line
+    /// of its own in folded output nor send escape sequences to a terminal
+    /// (a symbol name is any bytes but NUL: ELF gABI, "String Table").
+    public static func clean(_ name: String) -> String {
+        guard name.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == UInt8(ascii: ";") }) else { return name }
+        var out = String.UnicodeScalarView()
+        for c in name.unicodeScalars {
+            switch c.value {
+            case 0x3B: out.append(":")
+            case 0..<0x20, 0x7F: out.append("\u{FFFD}")
+            default: out.append(c)
+            }
+        }
+        return String(out)
     }
 
     /// Folded text, lines sorted, so the output is deterministic.

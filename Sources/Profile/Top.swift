@@ -20,7 +20,7 @@ extension Profile {
         for s in samples where filter.isEmpty || matches(s, filter) {
             guard valueIndex < s.values.count else { continue }
             let v = s.values[valueIndex]
-            total += v
+            total = total.saturatingAdd(v)
             seen.removeAll(keepingCapacity: true)
             for (i, id) in s.locationIDs.enumerated() {
                 let frames: [String]
@@ -30,8 +30,8 @@ extension Profile {
                     frames = location(id).map { self.frames(of: $0, mangled: mangled).reversed().map(\.name) } ?? []
                     names[id] = frames
                 }
-                if i == 0, let leaf = frames.first { flat[leaf, default: 0] += v }
-                for f in frames where seen.insert(f).inserted { cumulative[f, default: 0] += v }
+                if i == 0, let leaf = frames.first { flat[leaf] = (flat[leaf] ?? 0).saturatingAdd(v) }
+                for f in frames where seen.insert(f).inserted { cumulative[f] = (cumulative[f] ?? 0).saturatingAdd(v) }
             }
         }
         let rows = cumulative.map { TopRow(name: $0.key, flat: flat[$0.key] ?? 0, cumulative: $0.value) }
@@ -43,20 +43,31 @@ extension Profile {
     public static func renderTop(_ rows: [TopRow], total: Int64, limit: Int, unit: String) -> String {
         func pct(_ v: Int64) -> String {
             guard total != 0 else { return "0.00%" }
-            let hundredths = (v * 10_000 + total / 2) / total
+            // Rounded half up in integers; in floating point when the
+            // integers would overflow (values near Int64.max, from a file).
+            let hundredths: Int64
+            let (scaled, o1) = v.multipliedReportingOverflow(by: 10_000)
+            let (biased, o2) = scaled.addingReportingOverflow(total / 2)
+            let (q, o3) = biased.dividedReportingOverflow(by: total)
+            if !(o1 || o2 || o3) {
+                hundredths = q
+            } else {
+                // Finite (total ≠ 0); clamped into Int64 (a mixed-sign total can be tiny).
+                hundredths = Int64(min(max((Double(v) * 10_000 / Double(total)).rounded(), -9e18), 9e18))
+            }
             let frac = hundredths % 100
             return "\(hundredths / 100).\(frac < 10 ? "0" : "")\(frac)%"
         }
         func pad(_ s: String, _ width: Int) -> String { String(repeating: " ", count: max(0, width - s.count)) + s }
         let shown = rows.prefix(limit)
-        let shownFlat = shown.reduce(0) { $0 + $1.flat }
+        let shownFlat = shown.reduce(Int64(0)) { $0.saturatingAdd($1.flat) }
         var out = "Showing \(shown.count) of \(rows.count) functions, \(shownFlat) of \(total) \(unit) (\(pct(shownFlat)))\n"
         out += [pad("flat", 10), pad("flat%", 7), pad("sum%", 7), pad("cum", 10), pad("cum%", 7)].joined(separator: " ") + "  function\n"
         var sum: Int64 = 0
         for r in shown {
-            sum += r.flat
+            sum = sum.saturatingAdd(r.flat)
             out += [pad(String(r.flat), 10), pad(pct(r.flat), 7), pad(pct(sum), 7), pad(String(r.cumulative), 10),
-                    pad(pct(r.cumulative), 7)].joined(separator: " ") + "  " + r.name + "\n"
+                    pad(pct(r.cumulative), 7)].joined(separator: " ") + "  " + clean(r.name) + "\n"
         }
         return out
     }

@@ -2,6 +2,7 @@
 // directory, kept by age and total size; read back and merged by `sprof report --store`.
 // Knows profiles (SprofProfile), not BPF, ELF or symbols.
 import Foundation
+import SprofBase
 import SprofProfile
 #if canImport(Glibc)
 import Glibc
@@ -37,11 +38,11 @@ public struct ProfileStore: Sendable {
     /// WindowName.swift); the agent's windows are 10 s.
     public static let maxWindowNanos: Int64 = WindowName.nanosPerDay
 
-    /// Directories 0750, windows 0640: profiles name every process and
-    /// binary of the machine, so not world-readable; a group can be given
-    /// read access.
-    static let directoryMode: mode_t = 0o750
-    static let fileMode: mode_t = 0o640
+    /// Directories 0700, windows 0600 (SafeFile's modes): profiles name
+    /// every process, command and binary of the machine, so only the user
+    /// that writes the store (root, for the agent) reads it.
+    static let directoryMode: mode_t = SafeFile.privateDirectoryMode
+    static let fileMode: mode_t = SafeFile.privateFileMode
 
     /// Opens the store at `directory`, creating it (and its parents) when
     /// `create` is true; a reader passes false, so a mistyped path is an
@@ -96,55 +97,46 @@ public struct ProfileStore: Sendable {
         let dayPath = directory + "/" + WindowName.dayName(WindowName.day(ofNanos: start))
         let name = WindowName.file(start: start, end: end, host: hostName)
         let path = dayPath + "/" + name
-        let temporary = dayPath + "/" + WindowName.temporary(for: name, pid: Syscalls.getpid())
         var createdDay = false
-        var fd: Int32 = -1
         // Twice at most: retention may remove an empty day directory between
         // our mkdir and open (it spares today's, but a window can be of yesterday).
-        for attempt in 0..<2 {
+        // SafeFile (Sources/Base/SafeWrite.swift): the day directory opened
+        // once and checked (ours, not a symlink); the window created
+        // O_EXCL|O_NOFOLLOW under an unpredictable name beside its own name
+        // (`.<name>.tmp-<pid>-<random>`, what WindowName.parseTemporary reads).
+        var attempt = 0
+        while true {
             createdDay = try makeDayDirectory(dayPath, bytes: bytes.count) || createdDay
             if (try? Syscalls.stat(path)) != nil { throw .windowExists(path: path) }
             do {
-                fd = try Syscalls.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, Self.fileMode)
+                try SafeFile.write(bytes, to: path, mode: Self.fileMode)
                 break
             } catch {
-                if error.code == ENOENT && attempt == 0 { continue }
-                throw fileError(error, "creating", temporary, bytes: bytes.count)
+                if error.errno == ENOENT && attempt == 0 { attempt += 1; continue }
+                throw safeError(error, path, bytes: bytes.count)
             }
         }
-        do {
-            try Syscalls.writeAll(fd, bytes)
-            try Syscalls.fsync(fd)
-        } catch {
-            try? Syscalls.close(fd)
-            try? Syscalls.unlink(temporary)
-            throw fileError(error, "writing", temporary, bytes: bytes.count)
-        }
-        do { try Syscalls.close(fd) } catch {
-            // close(2) can report a deferred write error (NFS): the file may be incomplete.
-            try? Syscalls.unlink(temporary)
-            throw fileError(error, "closing", temporary, bytes: bytes.count)
-        }
-        do { try Syscalls.rename(temporary, path) } catch {
-            try? Syscalls.unlink(temporary)
-            throw fileError(error, "renaming \(temporary) to", path, bytes: bytes.count)
-        }
-        // The window is in place; make the new names durable.
-        try syncDirectory(dayPath)
         if createdDay { try syncDirectory(directory) }
         return path
     }
 
-    /// Creates the day directory if needed; true if it did.
+    /// Creates the day directory if needed (0700, checked as SafeFile
+    /// checks the store's own); true if it did.
     private func makeDayDirectory(_ path: String, bytes: Int) throws(StoreError) -> Bool {
-        do {
-            try Syscalls.mkdir(path, Self.directoryMode)
-            return true
-        } catch {
-            if error.code == EEXIST { return false }
+        // The store itself is not made again here: removed under a running
+        // agent, it is an error to see, not a directory to recreate silently.
+        do { _ = try Syscalls.stat(directory) } catch {
             if error.code == ENOENT { throw .missingDirectory(directory) }
-            throw fileError(error, "creating the day directory", path, bytes: bytes)
         }
+        do { return try SafeFile.makePrivateDirectory(path, mode: Self.directoryMode) } catch {
+            if error.errno == ENOENT { throw .missingDirectory(directory) }
+            throw safeError(error, path, bytes: bytes)
+        }
+    }
+
+    private func safeError(_ e: SafeWriteError, _ path: String, bytes: Int) -> StoreError {
+        guard case .system(let op, let p, let code) = e else { return .unsafe(e) }
+        return fileError(Errno(code), op, p, bytes: bytes)
     }
 
     private func fileError(_ e: Errno, _ operation: String, _ path: String, bytes: Int) -> StoreError {
@@ -166,17 +158,16 @@ public struct ProfileStore: Sendable {
         }
     }
 
+    /// Creates the store directory and its parents, 0700; an existing one
+    /// must be a real directory owned by this user and not writable by
+    /// others (``SafeFile/makePrivateDirectory(_:mode:)``): the agent runs as
+    /// root, and a store another user can redirect or fill is theirs.
     static func makeDirectories(_ path: String) throws(StoreError) {
-        var prefix = path.hasPrefix("/") ? "" : "."
-        for part in path.split(separator: "/") {
-            prefix += "/" + part
-            do { try Syscalls.mkdir(prefix, directoryMode) } catch {
-                if error.code == EEXIST {
-                    // A file of that name (or a link to one) cannot hold the store.
-                    if let st = try? Syscalls.stat(prefix), !st.isDirectory { throw .notADirectory(prefix) }
-                    continue
-                }
-                throw .cannotCreate(directory: path, errno: error.code)
+        do { try SafeFile.makePrivateDirectory(path, mode: directoryMode) } catch {
+            switch error {
+            case .notADirectory(let p): throw .notADirectory(p)
+            case .system(_, _, let code): throw .cannotCreate(directory: path, errno: code)
+            default: throw .unsafe(error)
             }
         }
     }

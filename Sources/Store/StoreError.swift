@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SprofBase
 import SprofProfile
 
 /// Everything that can go wrong with the local store; each message names the
@@ -29,6 +30,9 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case badLabelFilter(String)
     /// The window could not be encoded (out of memory in zlib).
     case encoding(ProfileError)
+    /// The store's directory, or the way to it, is not safe to write to: a
+    /// symlink, another user's, writable by others (Sources/Base/SafeWrite.swift).
+    case unsafe(SafeWriteError)
 
     public var description: String {
         switch self {
@@ -55,6 +59,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
             return r
         case .encoding(let e):
             return "\(e)"
+        case .unsafe(let e):
+            return "the store: \(e)"
         }
     }
 

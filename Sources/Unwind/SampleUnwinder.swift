@@ -82,7 +82,28 @@ public final class SampleUnwinder {
                 stack: StackMemory(base: sample.sp.rawValue, bytes: stackBytes), code: code, into: buffer)
             stops[Int(outcome.stop.rawValue)] += 1
             frames += UInt64(outcome.frameCount)
+            if outcome.stop == .moduleUnavailable, outcome.frameCount > 0 {
+                noteShed(at: buffer[outcome.frameCount - 1], mappings: mappings)
+            }
             return body(UnsafeBufferPointer(start: buffer.baseAddress, count: outcome.frameCount), outcome)
+        }
+    }
+
+    /// A walk stopped at `address` because its binary has no table: if the
+    /// cache left it untabulated (over its bound), the sample is counted as shed.
+    /// `mappings` are sorted by start (as the process table keeps them).
+    private func noteShed(at address: UInt64, mappings: [Mapping]) {
+        // The stop is at the last frame: the sampled ip, or a return address (looked up at address - 1).
+        for a in [address, address &- 1] {
+            var lo = 0, hi = mappings.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if mappings[mid].start.rawValue <= a { lo = mid + 1 } else { hi = mid }
+            }
+            if lo > 0, mappings[lo - 1].contains(ProcessAddress(a)) {
+                cache.noteStop(in: mappings[lo - 1])
+                return
+            }
         }
     }
 

@@ -15,11 +15,18 @@ public final class UnwindModule: @unchecked Sendable {
     /// Executable PT_LOAD segments: (stated start, stated end, file offset).
     private let textSegments: [(start: UInt64, end: UInt64, offset: UInt64)]
 
+    /// The most table rows one module may compile to, for modules loaded
+    /// on this thread (task) now: a ``ModuleCache`` sets it around each load
+    /// from its ``ModuleCache/maxModuleBytes``. Unbounded outside one.
+    @TaskLocal public static var maxTableRows = Int.max
+
+    /// - Throws: `.tableTooLarge` when the CFI would make more than
+    ///   ``maxTableRows`` rows.
     public init(elf: ELFFile, debugELF: ELFFile? = nil) throws(UnwindError) {
         self.elf = elf
         self.debugELF = debugELF
         cfi = try ModuleCFI(elf: elf, debugELF: debugELF)
-        table = cfi.compileTable()
+        table = try cfi.compileTable(maxRows: Self.maxTableRows)
         textSegments = elf.programHeaders.filter { $0.type == .load && $0.flags.contains(.execute) }.map {
             ($0.virtualAddress.rawValue, $0.virtualAddress.rawValue &+ $0.fileSize, $0.offset.rawValue)
         }

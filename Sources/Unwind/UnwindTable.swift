@@ -15,14 +15,28 @@ public struct UnwindTable: Sendable {
         /// Stated addresses (SVMA), ascending, unique.
         let starts: UnsafeMutablePointer<UInt64>
         let rules: UnsafeMutablePointer<UnwindRuleX86_64>
-        init(starts s: [UInt64], rules r: [UnwindRuleX86_64]) {
-            count = s.count
-            starts = .allocate(capacity: max(count, 1))
-            rules = .allocate(capacity: max(count, 1))
-            s.withUnsafeBufferPointer { starts.initialize(from: $0.baseAddress!, count: count) }
-            r.withUnsafeBufferPointer { rules.initialize(from: $0.baseAddress!, count: count) }
+        /// Filled by `fill`, which writes up to `capacity` rows and returns how many.
+        init(capacity: Int, fill: (UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<UnwindRuleX86_64>) -> Int) {
+            let s = UnsafeMutablePointer<UInt64>.allocate(capacity: max(capacity, 1))
+            let r = UnsafeMutablePointer<UnwindRuleX86_64>.allocate(capacity: max(capacity, 1))
+            let n = fill(s, r)
+            precondition(n <= capacity)
+            if n == capacity || n == 0 {
+                (starts, rules, count) = (s, r, n)
+            } else {
+                // Exactly as large as needed: the table lives as long as its binary is used.
+                starts = .allocate(capacity: n)
+                rules = .allocate(capacity: n)
+                starts.moveInitialize(from: s, count: n)
+                rules.moveInitialize(from: r, count: n)
+                s.deallocate()
+                r.deallocate()
+                count = n
+            }
         }
         deinit {
+            starts.deinitialize(count: count)
+            rules.deinitialize(count: count)
             starts.deallocate()
             rules.deallocate()
         }
@@ -30,7 +44,7 @@ public struct UnwindTable: Sendable {
 
     let storage: Storage
 
-    public init() { storage = Storage(starts: [], rules: []) }
+    public init() { storage = Storage(capacity: 0) { _, _ in 0 } }
 
     /// Builds from rows that may come in any order. Each row is `[start, end)`
     /// with one rule. Where rows overlap (malformed or nested FDEs), the
@@ -38,26 +52,46 @@ public struct UnwindTable: Sendable {
     /// unless another row starts there: an unknown rule stops an unwind
     /// cleanly, a guessed one could make a wrong frame.
     public init(rows: [(start: UInt64, end: UInt64, rule: UnwindRuleX86_64)]) {
-        let sorted = rows.filter { $0.end > $0.start }.sorted { $0.start < $1.start }
-        var starts: [UInt64] = []
-        var rules: [UnwindRuleX86_64] = []
-        starts.reserveCapacity(sorted.count * 2)
-        rules.reserveCapacity(sorted.count * 2)
-        for (i, row) in sorted.enumerated() {
-            if let last = starts.last, last == row.start {
-                rules[rules.count - 1] = row.rule  // same start: keep the last one
-            } else {
-                starts.append(row.start)
-                rules.append(row.rule)
-            }
-            let nextStart = i + 1 < sorted.count ? sorted[i + 1].start : UInt64.max
-            if row.end < nextStart {
-                // A gap after this row (the next row starts later): no CFI there.
-                starts.append(row.end)
-                rules.append(.noCFI)
-            }
+        var rows = rows
+        self.init(consuming: &rows)
+    }
+
+    /// The same, sorting `rows` in place and emptying it: the rows and the
+    /// table are the only copies (a million rows are 24 MB as tuples and
+    /// 16 to 32 MB as a table), so building a large table does not take
+    /// twice its memory.
+    init(consuming rows: inout [(start: UInt64, end: UInt64, rule: UnwindRuleX86_64)]) {
+        rows.removeAll { $0.end <= $0.start }
+        // Stable for equal starts (the later one wins below, as it came later).
+        var sortedAlready = true
+        for i in rows.indices.dropFirst() where rows[i - 1].start > rows[i].start { sortedAlready = false; break }
+        if !sortedAlready {
+            var order = Array(rows.indices)
+            order.sort { rows[$0].start != rows[$1].start ? rows[$0].start < rows[$1].start : $0 < $1 }
+            rows = order.map { rows[$0] }
         }
-        storage = Storage(starts: starts, rules: rules)
+        let sorted = rows
+        rows = []
+        storage = Storage(capacity: sorted.count * 2) { starts, rules in
+            var n = 0
+            for (i, row) in sorted.enumerated() {
+                if n > 0, starts[n - 1] == row.start {
+                    rules[n - 1] = row.rule  // same start: keep the last one
+                } else {
+                    (starts + n).initialize(to: row.start)
+                    (rules + n).initialize(to: row.rule)
+                    n += 1
+                }
+                let nextStart = i + 1 < sorted.count ? sorted[i + 1].start : UInt64.max
+                if row.end < nextStart {
+                    // A gap after this row (the next row starts later): no CFI there.
+                    (starts + n).initialize(to: row.end)
+                    (rules + n).initialize(to: .noCFI)
+                    n += 1
+                }
+            }
+            return n
+        }
     }
 
     public var count: Int { storage.count }

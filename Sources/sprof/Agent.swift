@@ -2,6 +2,7 @@ import CSprof
 import Foundation
 import SprofAgent
 import SprofBase
+import SprofELF
 import SprofCapture
 import SprofClickHouse
 import SprofProfile
@@ -43,6 +44,8 @@ struct AgentSettings: Sendable, Equatable {
     var duration: Double?
     /// Where the open window's raw file is kept (tmpfs when root).
     var runtimeDirectory = AgentSettings.defaultRuntimeDirectory
+    /// Keep every capability instead of dropping to ``PrivilegePlan/agent(lastCapability:permitted:)``'s.
+    var keepRoot = false
 
     static var defaultRuntimeDirectory: String {
         if let d = ProcessInfo.processInfo.environment["SPROF_RUNTIME_DIR"], !d.isEmpty { return d }
@@ -58,6 +61,9 @@ enum AgentBounds {
     static let unwindTables = 48 << 20
     static let symbols = 32 << 20
     static let queue = 16 << 20
+    /// The most of one process's perf map read (its newest lines): about
+    /// 200,000 of V8's, some 20 MB once parsed, inside ``symbols``' trim.
+    static let perfMap = 16 << 20
     /// Windows waiting to be converted and written; past it the oldest is dropped and counted.
     static let pendingWindows = 6
 
@@ -230,6 +236,11 @@ final class AgentRunner: @unchecked Sendable {
     private let rate: Mutex<RateController>
     /// Compiled unwind tables by build-id, kept across reloads.
     private let moduleCache = ModuleCache(memoryLimit: AgentBounds.unwindTables)
+    /// Whether the capabilities were dealt with (dropped or kept by
+    /// --keep-root): once, after the first run's programs are attached (main thread only).
+    private var privilegesSettled = false
+    /// What was shed past the bounds so far, for the metrics and the log.
+    private let shedding = ShedNotes()
 
     init(settings: AgentSettings, reload: (@Sendable () throws -> AgentSettings)? = nil) {
         current = Mutex(settings)
@@ -329,7 +340,7 @@ final class AgentRunner: @unchecked Sendable {
             // One symbolizer for every window (the namer thread's), one for JIT code (the writer's).
             let (shared, jit) = symbolizer.withLock { sym -> (Symbolizer, Symbolizer) in
                 if let sym { return sym }
-                let made = (makeSymbolizer(), makeSymbolizer())
+                let made = (makeSymbolizer(perfMapMaxBytes: AgentBounds.perfMap), makeSymbolizer(perfMapMaxBytes: AgentBounds.perfMap))
                 sym = made
                 return made
             }
@@ -342,6 +353,7 @@ final class AgentRunner: @unchecked Sendable {
                                    path: { "\(directory)/run\(runIndex)-window\($0).raw" },
                                    onWindow: { [self] closed in enqueue(closed) })
         r.control = { [self] status in control(status) }
+        r.attached = { [self] () throws(CaptureError) in try settlePrivileges() }
         return r
     }
 
@@ -369,6 +381,9 @@ final class AgentRunner: @unchecked Sendable {
             endpoint = nil
             do { try startEndpoint() } catch { agentLog("reload: \(error); the page is off until the next reload") }
         }
+        if next.keepRoot != old.keepRoot {
+            agentLog("keep_root changes at the next start: capabilities dropped cannot be taken back")
+        }
         agentLog("configuration reloaded")
         announce()
     }
@@ -382,6 +397,31 @@ final class AgentRunner: @unchecked Sendable {
         if let u = s.clickHouseURL { parts.append("ClickHouse \(redactedURL(u))") }
         if let u = s.pyroscopeURL { parts.append("Pyroscope \(redactedURL(u))") }
         agentLog(parts.joined(separator: "; "))
+    }
+
+    // MARK: - Privileges
+
+    /// After the first run's programs are attached (the HTTP endpoint is
+    /// bound by then): keeps only what ``PrivilegePlan/agent(lastCapability:permitted:)``
+    /// names, on every thread, and says so; a failure stops the agent
+    /// rather than leave it running as full root. Later runs (SIGHUP) load
+    /// with what was kept.
+    private func settlePrivileges() throws(CaptureError) {
+        guard !privilegesSettled else { return }
+        privilegesSettled = true
+        if settings.keepRoot {
+            agentLog("kept every capability (--keep-root): whatever took the agent over would hold them all")
+            metrics.set("sprof_agent_capabilities_dropped", 0)
+            return
+        }
+        let plan = PrivilegePlan.agent(lastCapability: Privileges.lastCapability, permitted: Privileges.current().permitted)
+        let bounding = try Privileges.restrict(to: plan.set)
+        agentLog("kept capabilities: \(plan.kept.map(\.0.name).joined(separator: ", ")) (dropped the rest; --keep-root keeps all)")
+        for note in plan.notes { agentLog(note) }
+        if !bounding {
+            agentLog("the bounding set stays as this process was started with (no cap_setpcap to drop from it); no_new_privs keeps execve from gaining any")
+        }
+        metrics.set("sprof_agent_capabilities_dropped", 1)
     }
 
     // MARK: - HTTP
@@ -516,6 +556,8 @@ final class AgentRunner: @unchecked Sendable {
     /// otherwise hold one sample per thread and stack).
     func windowProfile(reader: RawFileReader, notes: WindowNotes?) throws -> Profile {
         var p = RecordingConverter(reader: reader).profile()
+        let folded = ThreadNameFold.apply(&p)
+        if folded > 0 { metrics.add("sprof_agent_shed_total", Double(folded), labels: ["kind": "thread_names"]) }
         let statics = settings.labels.sorted { $0.key < $1.key }.map { Profile.Label(key: $0.key, string: $0.value) }
         var perProcess: [Int64: [Profile.Label]] = [:]
         for i in p.samples.indices {
@@ -550,6 +592,7 @@ final class AgentRunner: @unchecked Sendable {
     /// the agent's CPU use over it decides the next rate.
     private func control(_ status: RecorderStatus) -> Int? {
         if let e = status.frequencyError { failure("rate", e) }
+        shedding.note(status.processTable, cache: moduleCache, metrics: metrics)
         // The first window pays for loading the program and reading every
         // running binary's unwind tables and symbols once: not counted.
         guard status.elapsedSeconds >= settings.windowSeconds, let usage = SelfUsage.current() else { return nil }
@@ -591,6 +634,7 @@ final class AgentRunner: @unchecked Sendable {
         m.declare("sprof_agent_rss_bytes", .gauge, help: "The agent's resident memory.")
         m.declare("sprof_agent_sampling_hz", .gauge, help: "The sampling rate now, per CPU.")
         m.declare("sprof_agent_throttled", .gauge, help: "1 while the CPU budget holds the rate below the configured one.")
+        m.declare("sprof_agent_capabilities_dropped", .gauge, help: "1 once the agent keeps only the capabilities it needs; 0 with --keep-root.")
         m.declare("sprof_agent_clickhouse_rows_total", .counter, help: "Sample rows ClickHouse accepted.")
         m.declare("sprof_agent_clickhouse_spooled_bytes", .gauge, help: "Bytes of batches waiting on disk for ClickHouse.")
         m.declare("sprof_agent_clickhouse_dropped_rows_total", .counter, help: "Rows dropped past the spool bound.")
@@ -598,6 +642,11 @@ final class AgentRunner: @unchecked Sendable {
         m.declare("sprof_agent_pyroscope_pushed_total", .counter, help: "Windows Pyroscope accepted.")
         m.declare("sprof_agent_pyroscope_retries_total", .counter, help: "Pyroscope pushes retried.")
         m.declare("sprof_agent_pyroscope_dropped_total", .counter, help: "Windows not pushed to Pyroscope (queue full or retries exhausted).")
+        m.declare("sprof_agent_shed_total", .counter, help: "Work shed past a bound, by kind: mappings (of processes over the mappings kept per process), unwind_tables (binaries whose CFI is over the bound for one), unwind_samples (stacks stopped at such a binary), thread_names (samples labelled \"\(ThreadNameFold.other)\": a process with more thread names in a window than kept).")
+        for kind in ["mappings", "unwind_tables", "unwind_samples", "thread_names"] { m.set("sprof_agent_shed_total", 0, labels: ["kind": kind]) }
+        m.declare("sprof_agent_perf_maps_refused_total", .counter, help: "Perf maps (/tmp/perf-PID.map) ignored: owned by neither the process's user nor root.")
+        m.declare("sprof_agent_perf_map_skipped_bytes_total", .counter, help: "Bytes of perf maps left unread past the 16 MiB read of each (their oldest lines).")
+        m.declare("sprof_agent_truncated_file_pages_total", .counter, help: "Pages of mapped binaries that read as zeros: their file was truncated while the agent read it.")
         m.set("sprof_agent_sampling_hz", Double(settings.frequency))
         m.set("sprof_agent_throttled", 0)
         m.set("sprof_agent_samples_total", 0)
@@ -606,6 +655,12 @@ final class AgentRunner: @unchecked Sendable {
     }
 
     private func updateGauges() {
+        metrics.set("sprof_agent_perf_maps_refused_total", Double(PerfMap.refusedCount))
+        metrics.set("sprof_agent_perf_map_skipped_bytes_total", Double(PerfMap.skippedByteCount))
+        metrics.set("sprof_agent_truncated_file_pages_total", Double(ModuleFiles.truncatedPagesRead))
+        let c = moduleCache.statistics
+        metrics.set("sprof_agent_shed_total", Double(c.shedModules), labels: ["kind": "unwind_tables"])
+        metrics.set("sprof_agent_shed_total", Double(c.shedSamples), labels: ["kind": "unwind_samples"])
         if let u = SelfUsage.current() {
             metrics.set("sprof_agent_cpu_seconds_total", u.cpuSeconds)
             metrics.set("sprof_agent_rss_bytes", Double(u.rssBytes))
@@ -652,15 +707,16 @@ final class AgentRunner: @unchecked Sendable {
     /// gone (kill -9: their open window is lost, nothing else).
     private func prepareRuntimeDirectory() throws {
         let base = settings.runtimeDirectory
-        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        // 0700, and refused if it is a symlink, another user's or writable by
+        // others (SafeFile, Sources/Base/SafeWrite.swift): root writes here.
+        try SafeFile.makePrivateDirectory(base)
         for name in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] where name.hasPrefix("agent-") {
             if let pid = Int32(name.dropFirst(6)), pid != getpid(), kill(pid, 0) != 0 && errno == ESRCH {
                 try? FileManager.default.removeItem(atPath: base + "/" + name)
             }
         }
         try? FileManager.default.removeItem(atPath: runtimeWindowDirectory)
-        try FileManager.default.createDirectory(atPath: runtimeWindowDirectory, withIntermediateDirectories: false,
-                                                attributes: [.posixPermissions: 0o700])
+        try SafeFile.makePrivateDirectory(runtimeWindowDirectory)
     }
 
     private func removeRuntimeDirectory() { try? FileManager.default.removeItem(atPath: runtimeWindowDirectory) }

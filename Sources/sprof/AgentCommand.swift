@@ -29,6 +29,12 @@ struct AgentCommand: ParsableCommand {
             /metrics. SIGTERM or Ctrl-C writes the open window and stops; SIGHUP re-reads the
             configuration (the open window is written first).
 
+            Once its programs are loaded and the page is bound, it keeps only the capabilities it
+            still needs on every thread (cap_bpf and cap_perfmon to load again on SIGHUP,
+            cap_sys_ptrace, cap_dac_read_search and cap_checkpoint_restore to read other processes'
+            mappings and files, cap_syslog for kernel symbols), sets no_new_privs and says what it
+            kept; --keep-root keeps everything.
+
             Configuration: TOML, --config FILE (default /etc/sprof/agent.toml when it exists);
             flags override it; --print-config shows the effective one. Example: docs/agent.toml;
             a systemd unit: docs/sprof-agent.service.
@@ -96,6 +102,9 @@ struct AgentCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: ArgumentHelp("Stop after this many seconds (default: until SIGTERM).", valueName: "seconds"))
     var duration: Double?
 
+    @Flag(help: "Keep all of root's capabilities (by default, once its programs are loaded the agent keeps only cap_bpf, cap_perfmon, cap_sys_ptrace, cap_dac_read_search, cap_checkpoint_restore and cap_syslog).")
+    var keepRoot = false
+
     /// The default configuration file.
     static let defaultConfigPath = "/etc/sprof/agent.toml"
 
@@ -146,6 +155,7 @@ struct AgentCommand: ParsableCommand {
         }
         if let http { c.httpListen = http == "off" ? "" : http }
         if httpAllowRemote { c.httpAllowRemote = true }
+        if keepRoot { c.keepRoot = true }
         if let clickhouse { c.clickhouseURL = clickhouse }
         if let clickhouseSpool { c.clickhouseSpoolDirectory = clickhouseSpool }
         if let pyroscope { c.pyroscopeURL = pyroscope }
@@ -182,6 +192,7 @@ struct AgentCommand: ParsableCommand {
         s.pyroscopeAppName = c.pyroscopeAppName
         s.labels = c.labels
         s.duration = duration
+        s.keepRoot = c.keepRoot
         return s
     }
 

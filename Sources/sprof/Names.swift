@@ -14,9 +14,10 @@ extension RawLocation {
 }
 
 /// Makes a symbolizer as sprof runs it: debuginfod when `DEBUGINFOD_URLS` is set.
-func makeSymbolizer() -> Symbolizer {
+func makeSymbolizer(perfMapMaxBytes: Int = PerfMap.defaultMaxBytes) -> Symbolizer {
     var options = Symbolizer.Options()
     options.debuginfod = DebuginfodClient.fromEnvironment()
+    options.perfMapMaxBytes = perfMapMaxBytes
     return Symbolizer(options: options)
 }
 

@@ -298,8 +298,13 @@ struct Report: ParsableCommand {
 
 /// Writes `bytes` to `path` atomically (a temporary file in the same
 /// directory, fsync'ed, then renamed), so the file appears whole or not at all.
+///
+/// Mode 0600 for every output, profiles and the flame graphs and speedscope
+/// files the user names alike: each holds the same command lines and
+/// function names as the profile it was drawn from (perf writes perf.data
+/// 0600 too); `chmod` it to share it.
 func writeAtomically(_ bytes: [UInt8], to path: String) throws(CaptureError) {
-    let file = try AtomicFile(destination: path, mode: 0o644)
+    let file = try AtomicFile(destination: path)
     try file.write(bytes)
     try file.commit()
 }

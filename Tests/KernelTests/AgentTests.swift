@@ -276,7 +276,8 @@ final class AgentTests: XCTestCase {
         let dir = try makeDirectory("agent-full")
         let store = dir + "/store"
         try FileManager.default.createDirectory(atPath: store, withIntermediateDirectories: true)
-        let mount = try runProcess("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", store])
+        // mode=700: a tmpfs root is 1777 otherwise, which the store refuses (SafeFile: not writable by others).
+        let mount = try runProcess("/bin/mount", ["-t", "tmpfs", "-o", "size=1m,mode=700", "tmpfs", store])
         guard mount.status == 0 else { throw skipOrFailInCI("cannot mount a tmpfs: \(mount.stderr)") }
         defer { _ = try? runProcess("/bin/umount", [store]) }
         let filler = store + "/filler"

@@ -1,6 +1,8 @@
 import Foundation
 import XCTest
 @testable import SprofAgent
+import SprofStore
+import Synchronization
 
 /// The agent's HTTP endpoint and metrics, against real clients: curl for
 /// HTTP, and the Prometheus project's own Python parser
@@ -124,5 +126,73 @@ final class AgentEndpointTests: XCTestCase {
         let rss = try XCTUnwrap(parsed.first { $0["name"] as? String == "sprof_agent_rss_bytes" })
         XCTAssertEqual(rss["type"] as? String, "gauge")
         XCTAssertEqual(((rss["samples"] as? [[Any]])?.first?[2] as? Double), 123_456_789)
+    }
+
+    // MARK: - Request targets that look like files
+
+    /// One raw request over a TCP connection (curl's telnet:// sends the
+    /// bytes as they are, where an HTTP client would normalize `..`).
+    func rawRequest(_ address: String, target: String) throws -> String {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") else { throw skipOrFailInCI("curl not installed") }
+        let (_, out) = try runTool(["/bin/sh", "-c", "printf 'GET %s HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' \"$1\" | /usr/bin/curl -sS --max-time 5 telnet://\(address) 2>&1 || true",
+                                    "sh", target])
+        return out
+    }
+
+    /// The endpoint serves only what the agent generates: no request path
+    /// reaches the file system. Traversals, encoded or not, and NUL are
+    /// answered 400 before any handler runs; an absolute-form target is read
+    /// as its path (RFC 9112 §3.2.2) and is then just an unknown page (404).
+    /// The handler is the agent's own page over a real store, wrapped to
+    /// record every path it is given.
+    func testPathsThatLookLikeFilesNeverReachTheFileSystem() throws {
+        let storeDir = NSTemporaryDirectory() + "sprof-endpoint-store-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: storeDir) }
+        let page = AgentPage(store: try ProfileStore(directory: storeDir), host: "test")
+        let seen = Mutex<[String]>([])
+        let endpoint = try HTTPEndpoint(port: 0) { request in
+            seen.withLock { $0.append(request.path) }
+            if request.path == "/healthz" { return .init(status: 200, text: "ok\n") }
+            return page.handle(request) ?? .init(status: 404, text: "not found\n")
+        }
+        endpoint.start()
+        defer { endpoint.stop() }
+        let passwd = (try? String(contentsOfFile: "/etc/passwd", encoding: .utf8))?.split(separator: "\n").first.map(String.init) ?? "root:x:0:0"
+
+        let refused = ["/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/windows/..%2f..%2fetc%2fpasswd", "/%2E%2E%2Fetc%2Fpasswd",
+                       "/./healthz", "//etc/passwd", "/healthz%00.svg", "/..\\..\\etc\\passwd", "/%5c..%5cetc%5cpasswd",
+                       "etc/passwd", "*", "/flamegraph.svg/../../../etc/passwd"]
+        for target in refused {
+            let out = try rawRequest(endpoint.address, target: target)
+            XCTAssertTrue(out.hasPrefix("HTTP/1.1 400 Bad Request\r\n"), "\(target): \(out)")
+            XCTAssertFalse(out.contains(passwd), target)
+        }
+        for target in ["http://x/etc/passwd", "HTTP://x/../../etc/passwd?a=b", "/etc/passwd", "/windows/etc%2fpasswd"] {
+            let out = try rawRequest(endpoint.address, target: target)
+            XCTAssertTrue(out.hasPrefix("HTTP/1.1 404 Not Found\r\n") || out.hasPrefix("HTTP/1.1 400 Bad Request\r\n"), "\(target): \(out)")
+            XCTAssertFalse(out.contains(passwd), target)
+        }
+        // What is generated is still served, absolute-form included.
+        XCTAssertTrue(try rawRequest(endpoint.address, target: "http://127.0.0.1/healthz").hasSuffix("\r\n\r\nok\n"))
+        XCTAssertTrue(try rawRequest(endpoint.address, target: "/folded?since=1h").hasPrefix("HTTP/1.1 "))
+
+        let paths = seen.withLock { $0 }
+        XCTAssertFalse(paths.contains { $0.contains("..") || $0.contains("\\") || $0.contains("\0") || $0.contains("//") }, "\(paths)")
+        XCTAssertEqual(paths.filter { $0.hasSuffix("passwd") }, ["/etc/passwd", "/etc/passwd", "/windows/etc/passwd"],
+                       "only the absolute-form and plain ones reach the handler, as paths it does not serve: \(paths)")
+    }
+
+    /// The target checks on their own: decoded first, so encodings cannot hide a segment.
+    func testSafePathAndOriginForm() {
+        XCTAssertEqual(HTTPEndpoint.safePath("/"), "/")
+        XCTAssertEqual(HTTPEndpoint.safePath("/flamegraph.svg"), "/flamegraph.svg")
+        XCTAssertEqual(HTTPEndpoint.safePath("/a%20b"), "/a b")
+        for bad in ["", "x", "/..", "/.", "/a/../b", "/%2e%2e", "/%2E%2e/x", "/a%2f..%2fb", "/a//b", "/a/", "/a%00", "/a%0d%0aX: y", "/a\\b", "/%5c"] {
+            XCTAssertNil(HTTPEndpoint.safePath(Substring(bad)), bad)
+        }
+        XCTAssertEqual(HTTPEndpoint.originForm("http://x/etc/passwd"), "/etc/passwd")
+        XCTAssertEqual(HTTPEndpoint.originForm("https://x:1?since=1h"), "/?since=1h")
+        XCTAssertEqual(HTTPEndpoint.originForm("http://x"), "/")
+        XCTAssertEqual(HTTPEndpoint.originForm("/folded"), "/folded")
     }
 }

@@ -826,7 +826,7 @@ final class RawFileTests: XCTestCase {
         XCTAssertEqual(f.bytesWritten, 107)
         var st = stat()
         XCTAssertEqual(stat(dest, &st), 0)
-        XCTAssertEqual(st.st_mode & 0o777, 0o644)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600, "private by default (SafeFile.privateFileMode)")
         let privateFile = try AtomicFile(destination: path("private.raw"), mode: 0o600)
         try privateFile.commit()
         XCTAssertEqual(stat(path("private.raw"), &st), 0)

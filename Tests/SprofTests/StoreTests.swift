@@ -439,7 +439,8 @@ final class StoreTests: XCTestCase {
         guard geteuid() == 0 else { throw skipOrFailInCI("mounting a small tmpfs to fill needs root") }
         let dir = scratch + "/small"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let mount = try runTool("/bin/mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir])
+        // mode=700: a tmpfs root is 1777 otherwise, which the store refuses (SafeFile: not writable by others).
+        let mount = try runTool("/bin/mount", ["-t", "tmpfs", "-o", "size=64k,mode=700", "tmpfs", dir])
         guard mount.status == 0 else { throw skipOrFailInCI("mount -t tmpfs -o size=64k tmpfs \(dir) failed: \(mount.output)") }
         mounted = dir
         let store = try ProfileStore(directory: dir)

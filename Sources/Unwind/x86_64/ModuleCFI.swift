@@ -31,7 +31,10 @@ final class ModuleCFI: @unchecked Sendable {
     /// Every FDE of `.eh_frame`, then those of `.debug_frame` that start
     /// where `.eh_frame` has nothing, each row translated to a rule. An FDE
     /// that fails to parse or run is left out (its range gets `.noCFI`).
-    func compileTable() -> UnwindTable {
+    /// Before it could pass `maxRows` rows it stops and throws
+    /// `.tableTooLarge`: the rows collected are the most memory it takes,
+    /// and the CFI it reads is bounded with them.
+    func compileTable(maxRows: Int = .max) throws(UnwindError) -> UnwindTable {
         var rows: [(start: UInt64, end: UInt64, rule: UnwindRuleX86_64)] = []
         var ehRanges: [(UInt64, UInt64)] = []
         let ctx = CFIContext()
@@ -49,6 +52,13 @@ final class ModuleCFI: @unchecked Sendable {
                 if !debug { ehRanges.append((start, end)) }
                 let operand = Self.genericOperand(offset: fde.offset, debug: debug)
                 let signal = fde.cie.augmentation.isSignalFrame
+                // Each row but the first is made by an advance instruction (at
+                // least a byte): an FDE makes at most its instruction bytes + 1
+                // rows. Checked before running it, so one FDE of a hundred
+                // megabytes is refused without being read.
+                if rows.count + fde.instructions.count + 1 > maxRows {
+                    throw .tableTooLarge(path: path, rows: rows.count + fde.instructions.count + 1, limit: maxRows)
+                }
                 do {
                     try section.forEachRow(of: fde, context: ctx) { row in
                         rows.append((row.start.rawValue, row.end.rawValue,
@@ -59,7 +69,7 @@ final class ModuleCFI: @unchecked Sendable {
                 }
             }
         }
-        return UnwindTable(rows: rows)
+        return UnwindTable(consuming: &rows)
     }
 
     private static func covered(_ address: UInt64, by ranges: [(UInt64, UInt64)]) -> Bool {
