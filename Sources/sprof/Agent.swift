@@ -62,8 +62,10 @@ enum AgentBounds {
     static let symbols = 32 << 20
     static let queue = 16 << 20
     /// The most of one process's perf map read (its newest lines): about
-    /// 200,000 of V8's, some 20 MB once parsed, inside ``symbols``' trim.
-    static let perfMap = 16 << 20
+    /// 90,000 lines, some 7 MB once parsed, which fits the JIT symbolizer's
+    /// trim (a quarter of ``symbols``). 16 MiB (29 MB parsed) was dropped by
+    /// that trim at every window and parsed again.
+    static let perfMap = 4 << 20
     /// Windows waiting to be converted and written; past it the oldest is dropped and counted.
     static let pendingWindows = 6
 
@@ -645,7 +647,7 @@ final class AgentRunner: @unchecked Sendable {
         m.declare("sprof_agent_shed_total", .counter, help: "Work shed past a bound, by kind: mappings (of processes over the mappings kept per process), unwind_tables (binaries whose CFI is over the bound for one), unwind_samples (stacks stopped at such a binary), thread_names (samples labelled \"\(ThreadNameFold.other)\": a process with more thread names in a window than kept).")
         for kind in ["mappings", "unwind_tables", "unwind_samples", "thread_names"] { m.set("sprof_agent_shed_total", 0, labels: ["kind": kind]) }
         m.declare("sprof_agent_perf_maps_refused_total", .counter, help: "Perf maps (/tmp/perf-PID.map) ignored: owned by neither the process's user nor root.")
-        m.declare("sprof_agent_perf_map_skipped_bytes_total", .counter, help: "Bytes of perf maps left unread past the 16 MiB read of each (their oldest lines).")
+        m.declare("sprof_agent_perf_map_skipped_bytes_total", .counter, help: "Bytes of perf maps left unread past the 4 MiB read of each (their oldest lines).")
         m.declare("sprof_agent_truncated_file_pages_total", .counter, help: "Pages of mapped binaries that read as zeros: their file was truncated while the agent read it.")
         m.set("sprof_agent_sampling_hz", Double(settings.frequency))
         m.set("sprof_agent_throttled", 0)

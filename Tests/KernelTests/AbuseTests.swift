@@ -7,8 +7,9 @@ import XCTest
 /// `sprof agent` beside processes that abuse a profiler's resources
 /// (Tests/Fixtures/abuse.c): tens of thousands of mappings, a binary with
 /// 100 MB of `.eh_frame`, threads started without end under names of their
-/// own. Each runs next to `chain` (a known five-deep chain, no frame
-/// pointers) while the real agent samples every CPU at 199 Hz in 2 s
+/// own; and a JIT (Tests/Fixtures/jit.c) whose perf map has a million and
+/// a half lines. Each runs next to `chain` (a known five-deep chain, no
+/// frame pointers) while the real agent samples every CPU at 199 Hz in 2 s
 /// windows. Each test checks that the agent's peak memory stays under
 /// ``rssBound``, that it keeps writing windows, that `chain`'s stacks in
 /// them are still whole, and that what it shed is counted in its metrics.
@@ -93,6 +94,36 @@ final class AbuseTests: XCTestCase {
             XCTAssertTrue(names.contains("(other threads)"), "\(names.count) names")
             // Each window keeps at most 64 names and the fold; the store merged the windows.
             XCTAssertLessThanOrEqual(names.count, 65 * windows, "\(names.count) names in \(windows) windows")
+        })
+    }
+
+    func testPerfMapOfMillionsOfLines() throws {
+        let jit = try Fixtures.build("jit")
+        var mapSize = 0
+        try run("perfmap", start: {
+            let fx = try FixtureProcess(jit, ["90"])
+            _ = try fx.wait(for: "jit")
+            // 1.5 million decoy lines (about 70 MB) before the fixture's own,
+            // which stay last (the newest, as a JIT appends).
+            let path = "/tmp/perf-\(fx.pid).map"
+            let own = try String(contentsOfFile: path, encoding: .utf8)
+            var text = ""
+            text.reserveCapacity(75_000_000)
+            for i in 0..<1_500_000 {
+                text += String(0x1_0000_0000 + i * 0x40, radix: 16) + " 40 decoy_jit_function_number_\(i)\n"
+            }
+            text += own
+            try text.write(toFile: path + ".new", atomically: false, encoding: .utf8)
+            XCTAssertEqual(rename(path + ".new", path), 0)
+            mapSize = text.utf8.count
+            return fx
+        }, check: { metrics, _, abusing, _ in
+            XCTAssertGreaterThan(mapSize, 64 << 20)
+            // Only the newest 4 MiB were read: the rest counted, the fixture's code still named.
+            let skipped = self.metric(metrics, "sprof_agent_perf_map_skipped_bytes_total") ?? 0
+            XCTAssertGreaterThanOrEqual(skipped, Double(mapSize - (4 << 20)), metrics)
+            let hot = self.folded(abusing).filter { $0.key.contains { $0.hasPrefix("jit_hot_loop") } }.values.reduce(0, +)
+            XCTAssertGreaterThan(hot, 0, "jit_hot_loop named:\n\(self.top(abusing))")
         })
     }
 
