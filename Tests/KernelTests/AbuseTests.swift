@@ -242,18 +242,6 @@ final class AbuseTests: XCTestCase {
         return (exact, total)
     }
 
-    func get(_ url: String) throws -> String {
-        let r = try runProcess("/usr/bin/curl", ["-sS", "--max-time", "10", url])
-        XCTAssertEqual(r.status, 0, "curl \(url): \(r.stderr)")
-        return r.stdout
-    }
-
-    func metric(_ text: String, _ series: String) -> Double? {
-        for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
-            return Double(line.dropFirst(series.count + 1))
-        }
-        return nil
-    }
 
     func waitFor(_ what: String, timeout: Double, _ condition: () throws -> Bool) throws {
         let deadline = Date().addingTimeInterval(timeout)

@@ -45,18 +45,6 @@ final class AgentPrivilegeTests: XCTestCase {
         return d
     }
 
-    func get(_ url: String) throws -> String {
-        let r = try runProcess("/usr/bin/curl", ["-sS", "--max-time", "10", url])
-        XCTAssertEqual(r.status, 0, "curl \(url): \(r.stderr)")
-        return r.stdout
-    }
-
-    func metric(_ text: String, _ series: String) -> Double? {
-        for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
-            return Double(line.dropFirst(series.count + 1))
-        }
-        return nil
-    }
 
     /// Polls every 200 ms until `condition` holds, the agent exits, or `timeout` passes.
     @discardableResult

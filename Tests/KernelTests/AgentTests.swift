@@ -69,19 +69,6 @@ final class AgentTests: XCTestCase {
         }
     }
 
-    func get(_ url: String) throws -> String {
-        let r = try runProcess("/usr/bin/curl", ["-sS", "--max-time", "10", url])
-        XCTAssertEqual(r.status, 0, "curl \(url): \(r.stderr)")
-        return r.stdout
-    }
-
-    /// A metric's value in Prometheus text.
-    func metric(_ text: String, _ series: String) -> Double? {
-        for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
-            return Double(line.dropFirst(series.count + 1))
-        }
-        return nil
-    }
 
     /// Polls `condition` every 200 ms until it holds or `timeout` passes (the
     /// first window of a debug build names every binary on the machine: seconds).

@@ -137,3 +137,22 @@ func runProcess(_ tool: String, _ args: [String], in dir: String? = nil,
     return (String(decoding: data, as: UTF8.self), (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "",
             p.terminationStatus)
 }
+
+/// What the agent tests read from its HTTP endpoint (AgentTests,
+/// AgentPrivilegeTests, AbuseTests).
+extension XCTestCase {
+    /// The body at `url`, fetched with curl (a failure is a test failure).
+    func get(_ url: String) throws -> String {
+        let r = try runProcess("/usr/bin/curl", ["-sS", "--max-time", "10", url])
+        XCTAssertEqual(r.status, 0, "curl \(url): \(r.stderr)")
+        return r.stdout
+    }
+
+    /// A metric's value in Prometheus text.
+    func metric(_ text: String, _ series: String) -> Double? {
+        for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
+            return Double(line.dropFirst(series.count + 1))
+        }
+        return nil
+    }
+}
